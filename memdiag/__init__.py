@@ -1,0 +1,32 @@
+"""memdiag: memory profiling and diagnostics for batch jobs and long-running services.
+
+Importing `memdiag` is cheap: the public API below is loaded on first use, so a measured
+child that only calls `memdiag.probe` carries none of memdiag's own dependencies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["MemdiagError", "Run", "__version__", "load_run", "measure_run", "probe"]
+
+_LAZY = {
+    "MemdiagError": ("memdiag.errors", "MemdiagError"),
+    "Run": ("memdiag.model", "Run"),
+    "load_run": ("memdiag.model", "load_run"),
+    "measure_run": ("memdiag.measure.child", "measure_run"),
+    "probe": ("memdiag.probe", None),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'memdiag' has no attribute {name!r}")
+    import importlib
+
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value

@@ -1,0 +1,249 @@
+"""One isolated, measured run: the target in a fresh child process, measured from outside.
+
+memdiag → launcher (a bare interpreter) → job. The job's peak is the kernel's ru_maxrss of
+the finished job, read by the launcher through wait4, never a sampled maximum: a 50 ms spike
+counts. A sampler thread here records the tree's RSS for the timeline and enforces `--limit`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from memdiag.errors import MemdiagError
+from memdiag.measure import bootstrap, launcher
+from memdiag.measure.env import collect_env
+from memdiag.measure.heap import HeapCapture, read_capture
+from memdiag.measure.sampler import TreeSampler
+from memdiag.model import GcStats, Run, RunError, Sample, Status
+from memdiag.targets import Target, fill_command
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to measure: sampling interval (s), heap tracking, memray capture, timeout, limit."""
+
+    interval: float = 0.1
+    heap: bool = False
+    memray_path: str | None = None
+    native: bool = False
+    timeout: float | None = None
+    limit_bytes: int | None = None
+    env: dict[str, str] | None = None
+
+
+class MeasurementInterrupted(Exception):
+    """Ctrl-C during a run: the job was stopped; `run` holds what was measured."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__("interrupted")
+        self.run = run
+
+
+@dataclass
+class _Outcome:
+    launch: dict[str, Any]
+    child: dict[str, Any] | None
+    reason: Status | None
+    samples: list[tuple[float, int]]
+    sampled_max: int
+    started: float
+
+
+def measure_run(target: Target, params: dict[str, Any], options: RunOptions | None = None) -> Run:
+    """Run `target` once with `params` in a fresh child process and return what it took.
+
+    Bad input (a missing module or function, a parameter the target does not take, a command
+    that cannot start) raises MemdiagError; anything the job does is recorded in the Run.
+    """
+    options = options or RunOptions()
+    if not target.is_python and (options.heap or options.memray_path):
+        raise MemdiagError("--heap and --memray need a Python target, not an external command")
+    workdir = Path(tempfile.mkdtemp(prefix="memdiag-run-"))
+    try:
+        argv, heap_path = _job_argv(target, params, options, workdir)
+        outcome = _execute(argv, workdir, options)
+        heap = read_capture(heap_path) if heap_path else HeapCapture(None)
+        run = _build_run(target, params, options, outcome, heap, workdir / "probe.jsonl")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if outcome.reason == "killed":
+        raise MeasurementInterrupted(run)
+    return run
+
+
+def _job_argv(
+    target: Target, params: dict[str, Any], options: RunOptions, workdir: Path
+) -> tuple[list[str], str | None]:
+    if not target.is_python:
+        return fill_command(target.argv, params), None
+    heap_mode, heap_path = None, None
+    if options.memray_path:
+        heap_mode, heap_path = "full", options.memray_path
+        Path(heap_path).unlink(missing_ok=True)  # memray refuses to overwrite
+    elif options.heap:
+        heap_mode, heap_path = "aggregated", str(workdir / "heap.memray")
+    spec = {
+        "kind": "module" if target.kind == "engine" else target.kind,
+        "location": target.location,
+        "function": target.function,
+        "params": params,
+        "result": str(workdir / "child.json"),
+        "heap": heap_mode,
+        "heap_path": heap_path,
+        "native": options.native,
+    }
+    (workdir / "spec.json").write_text(json.dumps(spec))
+    return [sys.executable, "-m", bootstrap.__name__, str(workdir / "spec.json")], heap_path
+
+
+def _execute(argv: list[str], workdir: Path, options: RunOptions) -> _Outcome:
+    env = {**os.environ, **(options.env or {}), "MEMDIAG_PROBE": str(workdir / "probe.jsonl")}
+    lifeline_r, lifeline_w = os.pipe()
+    result_path = workdir / "launch.json"
+    command = [sys.executable, "-I", "-S", launcher.__file__, str(result_path), str(lifeline_r)]
+    started = time.time()
+    proc = subprocess.Popen([*command, *argv], pass_fds=(lifeline_r,), env=env)
+    os.close(lifeline_r)
+    reason: list[Status] = []
+
+    def stop(why: Status) -> None:
+        if not reason:
+            reason.append(why)
+            proc.send_signal(signal.SIGUSR1)
+
+    sampler = TreeSampler(proc.pid, options.interval, options.limit_bytes, lambda _: stop("oom"))
+    sampler.start()
+    try:
+        try:
+            proc.wait(timeout=options.timeout)
+        except subprocess.TimeoutExpired:
+            stop("timeout")
+            proc.wait()
+    except KeyboardInterrupt:
+        stop("killed")
+        proc.wait()
+    finally:
+        sampler.stop()
+        os.close(lifeline_w)
+    launch = json.loads(result_path.read_text()) if result_path.exists() else {}
+    if "spawn_error" in launch:
+        raise MemdiagError(launch["spawn_error"])
+    child_path = workdir / "child.json"
+    child = json.loads(child_path.read_text()) if child_path.exists() else None
+    if child and child.get("status") == "bad-target":
+        raise MemdiagError(child["message"])
+    return _Outcome(
+        launch, child, reason[0] if reason else None, sampler.samples, sampler.max_rss, started
+    )
+
+
+def _status(outcome: _Outcome, peak: int, limit: int | None) -> tuple[Status, RunError | None]:
+    """Decide how the run ended, in order: our own stop, a passed limit, the job's word."""
+    launch, child = outcome.launch, outcome.child
+    if outcome.reason == "timeout":
+        return "timeout", RunError("Timeout", "stopped after the --timeout")
+    if outcome.reason == "killed":
+        return "killed", RunError("KeyboardInterrupt", "interrupted by the user")
+    if outcome.reason == "oom" or (limit is not None and peak > limit):
+        return "oom", RunError("LimitExceeded", f"went past the memory limit of {limit} bytes")
+    if child is not None:
+        error = RunError(**child["error"]) if child.get("error") else None
+        return child["status"], error
+    if launch.get("signal"):
+        name = signal.Signals(launch["signal"]).name
+        return "killed", RunError("Killed", f"killed by {name}")
+    if launch.get("exit_code"):
+        return "error", RunError("ExitCode", f"exited with code {launch['exit_code']}")
+    return "ok", None
+
+
+def _build_run(
+    target: Target,
+    params: dict[str, Any],
+    options: RunOptions,
+    outcome: _Outcome,
+    heap: HeapCapture,
+    probe_path: Path,
+) -> Run:
+    launch, child = outcome.launch, outcome.child or {}
+    kernel_peak = int(launch.get("maxrss_kb", 0)) * 1024
+    peak = max(kernel_peak, outcome.sampled_max)
+    status, error = _status(outcome, peak, options.limit_bytes)
+    events = _read_probe(probe_path)
+    records = child.get("records")
+    if records is None:
+        records = next((e["records"] for e in reversed(events) if "records" in e), None)
+    wall = float(launch.get("wall_s", time.time() - outcome.started))
+    phases = [(e["t"], e["phase"]) for e in events if "phase" in e]
+    return Run(
+        target=target.text,
+        params=dict(params),
+        status=status,
+        peak_rss_bytes=peak,
+        wall_s=round(wall, 4),
+        cpu_s=round(float(launch.get("cpu_s", 0.0)), 4),
+        peak_heap_bytes=heap.peak_bytes,
+        records=records,
+        records_per_s=round(records / wall, 2) if records and wall > 0 else None,
+        gc=GcStats(**child["gc"]) if child.get("gc") else None,
+        error=error,
+        exit_code=launch.get("exit_code"),
+        limit_bytes=options.limit_bytes,
+        peak_rss_source="kernel" if kernel_peak >= outcome.sampled_max else "sampled-tree",
+        peak_rss_sampled_bytes=outcome.sampled_max,
+        heap_source="memray" if heap.peak_bytes is not None else None,
+        started_at=datetime.fromtimestamp(outcome.started, UTC).isoformat(),
+        memray_path=options.memray_path,
+        timeline=_timeline(outcome.started, outcome.samples, heap.timeline, phases),
+        phases=[{"t_s": round(t - outcome.started, 4), "phase": p} for t, p in phases],
+        env=collect_env(),
+    )
+
+
+def _read_probe(path: Path) -> list[dict[str, Any]]:
+    events = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a foreign program's stray line must not cost the run
+            if isinstance(event, dict) and isinstance(event.get("t"), int | float):
+                events.append(event)
+    return sorted(events, key=lambda e: e["t"])
+
+
+def _timeline(
+    started: float,
+    samples: list[tuple[float, int]],
+    heap: list[tuple[float, int]],
+    phases: list[tuple[float, str | None]],
+) -> list[Sample]:
+    """Merge RSS samples, the nearest earlier heap figure and the current phase by time."""
+    heap_times = [t for t, _ in heap]
+    phase_times = [t for t, _ in phases]
+    timeline = []
+    for t, rss in samples:
+        h = bisect.bisect_right(heap_times, t) - 1
+        p = bisect.bisect_right(phase_times, t) - 1
+        timeline.append(
+            Sample(
+                round(t - started, 4),
+                rss,
+                heap[h][1] if h >= 0 else None,
+                phases[p][1] if p >= 0 else None,
+            )
+        )
+    return timeline

@@ -1,0 +1,80 @@
+"""The tiny process between memdiag and the job; it reports the job's rusage.
+
+Run as `python -I -S launcher.py RESULT LIFELINE_FD ARGV...`, standard library only.
+
+Why it exists: on Linux a child's ru_maxrss starts from the high-water mark of the process
+that launched it (kept across fork and exec), so memdiag itself, with its plotting and
+database libraries loaded, cannot launch the job and read wait4. This launcher is a bare
+interpreter (about 8 MB), so the job's peak is its own. It also:
+- puts the job in a session of its own, so the whole process tree can be stopped at once;
+- kills that tree on SIGTERM/SIGUSR1 (memdiag's way of enforcing a timeout or a limit) and
+  when memdiag dies (the lifeline pipe reaches EOF), so no job outlives it;
+- writes wall time, CPU time, ru_maxrss and how the job ended to RESULT as JSON.
+"""
+
+import json
+import os
+import select
+import signal
+import sys
+import time
+
+EXIT_SPAWN_FAILED = 3
+
+
+def main() -> None:
+    result_path, lifeline, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    os.set_inheritable(lifeline, False)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    job = 0
+
+    def stop(*_: object) -> None:
+        if job:
+            try:
+                os.killpg(job, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGUSR1, stop)
+    started = time.monotonic()
+    try:
+        job = os.posix_spawnp(argv[0], argv, os.environ, setsid=True)
+    except OSError as exc:
+        write(result_path, {"spawn_error": f"cannot start {argv[0]!r}: {exc.strerror or exc}"})
+        sys.exit(EXIT_SPAWN_FAILED)
+    while True:
+        pid, status, usage = os.wait4(job, os.WNOHANG)
+        if pid == job:
+            break
+        ready, _, _ = select.select([wake_r, lifeline], [], [])
+        if wake_r in ready:
+            os.read(wake_r, 512)
+        if lifeline in ready and not os.read(lifeline, 512):
+            stop()  # memdiag is gone: the job must not outlive it
+    wall = time.monotonic() - started
+    stop()  # descendants the job left behind in its session
+    write(
+        result_path,
+        {
+            "pid": job,
+            "wall_s": wall,
+            "maxrss_kb": usage.ru_maxrss,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+        },
+    )
+
+
+def write(path: str, data: dict[str, object]) -> None:
+    with open(path + ".tmp", "w") as handle:
+        json.dump(data, handle)
+    os.replace(path + ".tmp", path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""memdiag's reference engines: the five memory incidents, reproduced on a real database."""
