@@ -22,7 +22,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy memdiag
+	$(BIN)/mypy memdiag plugins/memdiag_plugins
 
 test: lint
 	$(BIN)/pytest

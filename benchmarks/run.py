@@ -1,0 +1,57 @@
+"""Runs every benchmarks/bench_*.py and writes their sections to docs/performance.md.
+
+Each module has `run(repeats: int) -> str`, returning a Markdown section (a `##` heading,
+the commands that reproduce it, and a table). Ratios are measured side by side, interleaved,
+in one run: the machine is shared and noisy, so medians of interleaved runs are compared.
+
+    python benchmarks/run.py --out docs/performance.md [--only run] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", default="docs/performance.md")
+    parser.add_argument("--only", action="append", default=[], help="bench_NAME to run")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    sections = []
+    for path in sorted(HERE.glob("bench_*.py")):
+        name = path.stem.removeprefix("bench_")
+        if args.only and name not in args.only:
+            continue
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        started = time.monotonic()
+        print(f"bench {name} ...", file=sys.stderr, flush=True)
+        sections.append(module.run(args.repeats))
+        print(f"bench {name}: {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
+    header = (
+        "# Performance\n\n"
+        "Written by `make bench` (`python benchmarks/run.py --out docs/performance.md`). "
+        "Every ratio is measured side by side in one run, interleaved, as medians: the "
+        "machine is shared and noisy.\n\n"
+        f"- measured: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n"
+        f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}\n"
+    )
+    Path(args.out).write_text(header + "\n" + "\n".join(sections))
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
