@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from memdiag.engines import resolve_engine
 from memdiag.errors import MemdiagError
 
 Kind = Literal["engine", "module", "file", "command"]
@@ -43,6 +42,8 @@ def parse_target(text: str | None, command: tuple[str, ...] | list[str] = ()) ->
         )
     location, sep, function = text.rpartition(":")
     if not sep:
+        from memdiag.engines import resolve_engine  # importlib.metadata: only for engines
+
         module, _, function = resolve_engine(text).partition(":")
         return Target("engine", text, module, function)
     if not function.isidentifier():

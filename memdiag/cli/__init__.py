@@ -16,6 +16,11 @@ from memdiag.errors import MemdiagError
 # name -> (module, one-line help). Listed here so `memdiag --help` imports no command.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("memdiag.cli.run", "One isolated, measured run: exact peak, timeline, status."),
+    "sweep": (
+        "memdiag.cli.sweep",
+        "Measure a grid of batch sizes, concurrency and parameters; decide per budget.",
+    ),
+    "report": ("memdiag.cli.report", "Re-render a saved sweep's report from its results.json."),
     "engines": ("memdiag.cli.engines", "List the installed engines and their parameters."),
 }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -28,7 +29,9 @@ from memdiag.cli.common import (
     size_option,
     target_options,
 )
-from memdiag.model import Run, write_json_atomic
+
+if TYPE_CHECKING:
+    from memdiag.model import Run
 
 
 @click.command("run", cls=TargetCommand, help=__doc__)
@@ -119,6 +122,8 @@ def _memray_path(json_path: str | None) -> str:
 
 
 def _render(run: Run, json_path: str | None, plot_path: str | None, quiet: bool) -> None:
+    from memdiag.model import write_json_atomic
+
     if json_path == "-":
         import json
 

@@ -35,7 +35,8 @@ def collect_env() -> dict[str, Any]:
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "executable": sys.executable,
-        "platform": platform.platform(),
+        # platform.platform() scans the interpreter binary for its libc: slow, and not needed.
+        "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
         "cpus": os.cpu_count(),
         "total_memory_bytes": psutil.virtual_memory().total,
         "cgroup_limit_bytes": cgroup_limit_bytes(),

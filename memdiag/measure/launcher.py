@@ -40,6 +40,8 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGUSR1, stop)
+    # Ctrl-C reaches memdiag and this launcher together: memdiag decides, then sends SIGUSR1.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     started = time.monotonic()
     try:
         job = os.posix_spawnp(argv[0], argv, os.environ, setsid=True)

@@ -1,0 +1,43 @@
+"""Jobs the benchmarks measure: CPU-bound for overhead, allocation-heavy for heap tracking."""
+
+from __future__ import annotations
+
+import time
+
+
+def busy(seconds: float = 3.0) -> int:
+    """Mixed work for `seconds`: arithmetic and short-lived containers, like a sync loop."""
+    deadline = time.perf_counter() + seconds
+    done = 0
+    while time.perf_counter() < deadline:
+        rows = [{"id": i, "v": i * 2} for i in range(1000)]
+        done += sum(r["v"] for r in rows)
+    return done
+
+
+def dicts(rounds: int = 10, count: int = 200_000) -> int:
+    """Allocation-heavy: build `count` small dicts, `rounds` times."""
+    total = 0
+    for _ in range(rounds):
+        rows = [{"id": i, "name": "x", "score": 1.0} for i in range(count)]
+        total += len(rows)
+    return total
+
+
+def dicts_tracemalloc(rounds: int = 10, count: int = 200_000, frames: int = 1) -> int:
+    """The same job under tracemalloc, for comparison with memray's aggregated capture."""
+    import tracemalloc
+
+    tracemalloc.start(frames)
+    try:
+        return dicts(rounds, count)
+    finally:
+        tracemalloc.stop()
+
+
+def hold(mb: int = 200) -> int:
+    """Hold `mb` MB of touched memory for a moment."""
+    block = bytearray(mb * 1024 * 1024)
+    block[::4096] = b"\x01" * len(range(0, len(block), 4096))
+    time.sleep(0.2)
+    return mb
