@@ -46,6 +46,11 @@ class RunOptions:
     timeout: float | None = None
     limit_bytes: int | None = None
     env: dict[str, str] | None = None
+    # Other measuring commands (snapshot, leaks) run their own child entry point through the
+    # same launcher: a module run with `-m` that takes the spec path, reads `extra` from it,
+    # and writes its result file as memdiag.measure.bootstrap does.
+    child_module: str = bootstrap.__name__
+    extra: dict[str, Any] | None = None
 
 
 class MeasurementInterrupted(Exception):
@@ -110,9 +115,10 @@ def _job_argv(
         "heap": heap_mode,
         "heap_path": heap_path,
         "native": options.native,
+        "extra": options.extra or {},
     }
     (workdir / "spec.json").write_text(json.dumps(spec))
-    return [sys.executable, "-m", bootstrap.__name__, str(workdir / "spec.json")], heap_path
+    return [sys.executable, "-m", options.child_module, str(workdir / "spec.json")], heap_path
 
 
 def _execute(argv: list[str], workdir: Path, options: RunOptions) -> _Outcome:
