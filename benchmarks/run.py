@@ -15,7 +15,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -45,7 +45,7 @@ def main() -> None:
         "Written by `make bench` (`python benchmarks/run.py --out docs/performance.md`). "
         "Every ratio is measured side by side in one run, interleaved, as medians: the "
         "machine is shared and noisy.\n\n"
-        f"- measured: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC\n"
+        f"- measured: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n"
         f"- machine: {platform.platform()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}\n"
     )

@@ -1,0 +1,78 @@
+"""`memdiag sweep`: its own overhead over the same runs done bare, and --jobs 2 against 1."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PY = sys.executable
+MEMDIAG = [PY, "-m", "memdiag"]
+RECORDS = 1_500_000  # about one second per run of the bundled example engine
+BATCHES = (1_000, 10_000)
+REPEAT = 2
+SWEEP = ["sweep", "example", "--batch", ",".join(map(str, BATCHES))]
+SWEEP += ["--param", f"records={RECORDS}", "--repeat", str(REPEAT), "--quiet"]
+
+
+def timed(argv: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def bare() -> float:
+    """The same runs, each a plain interpreter calling the engine: what a sweep must add to."""
+    total = 0.0
+    for _ in range(REPEAT):
+        for batch in BATCHES:
+            code = f"from memdiag_plugins.example import run; run(records={RECORDS}, batch={batch})"
+            total += timed([PY, "-c", code])
+    return total
+
+
+def sweep(jobs: int, folder: Path) -> tuple[float, float]:
+    """Return (whole sweep wall, of which rendering the report) for one --jobs value."""
+    out = folder / f"jobs{jobs}"
+    whole = timed([*MEMDIAG, *SWEEP, "--jobs", str(jobs), "--out", str(out)])
+    render = timed([*MEMDIAG, "report", str(out / "results.json"), "--quiet"])
+    return whole, render
+
+
+def run(repeats: int) -> str:
+    results: dict[str, list[float]] = {k: [] for k in ("bare", "j1", "render", "j2")}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):  # interleaved rounds: the machine is shared and noisy
+            results["bare"].append(bare())
+            j1, render = sweep(1, Path(tmp))
+            results["j1"].append(j1)
+            results["render"].append(render)
+            results["j2"].append(sweep(2, Path(tmp))[0])
+    m = {k: statistics.median(v) for k, v in results.items()}
+    measuring = m["j1"] - m["render"]
+    runs = len(BATCHES) * REPEAT
+    return (
+        "## sweep\n\n"
+        f"A sweep of the bundled `example` engine, {runs} runs of about a second "
+        f"(batch {' and '.join(map(str, BATCHES))}, records={RECORDS:,}, --repeat {REPEAT}), "
+        f"against the same {runs} runs done bare (`python -c` calling the engine). Medians of "
+        f"{repeats} interleaved rounds. Goal: the sweep's own overhead at most 5%.\n\n"
+        "```\n"
+        f"memdiag {' '.join(SWEEP)} --jobs 1 --out /tmp/b1\n"
+        f"memdiag {' '.join(SWEEP)} --jobs 2 --out /tmp/b2\n"
+        "memdiag report /tmp/b1/results.json --quiet\n"
+        "python benchmarks/run.py --only sweep\n"
+        "```\n\n"
+        "| measure | wall s | vs bare |\n| --- | --- | --- |\n"
+        f"| {runs} runs bare | {m['bare']:.2f} | 1.00× |\n"
+        f"| sweep --jobs 1, whole (with report) | {m['j1']:.2f} | {m['j1'] / m['bare']:.3f}× |\n"
+        f"| sweep --jobs 1, measuring only (whole − report) | {measuring:.2f} | "
+        f"{measuring / m['bare']:.3f}× |\n"
+        f"| report rendering (PNGs, HTML, Markdown) | {m['render']:.2f} | fixed cost |\n"
+        f"| sweep --jobs 2, whole | {m['j2']:.2f} | {m['j2'] / m['bare']:.3f}× |\n\n"
+        f"`--jobs 2` against `--jobs 1`: {m['j1'] / m['j2']:.2f}× faster on "
+        "this machine (timings from parallel runs are noisier; peaks are per process).\n"
+    )
