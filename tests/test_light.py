@@ -28,11 +28,13 @@ def test_help_imports_no_heavy_library() -> None:
 
 def test_probe_is_stdlib_only_and_a_no_op_outside_a_run(tmp_path: Path) -> None:
     modules = loaded_after("import memdiag.probe as p\np.phase('x')\np.progress(1, 2)")
-    assert not [m for m in HEAVY + ("click",) if m in modules]
+    assert not [m for m in (*HEAVY, "click") if m in modules]
     env = {k: v for k, v in os.environ.items() if k != "MEMDIAG_PROBE"}
     subprocess.run(
         [sys.executable, "-c", "from memdiag import probe; probe.phase('a'); probe.records(3)"],
-        env=env, check=True, cwd=tmp_path,
+        env=env,
+        check=True,
+        cwd=tmp_path,
     )
     assert list(tmp_path.iterdir()) == []
 

@@ -39,10 +39,16 @@ def test_short_spike_is_counted_in_the_peak(tmp_path: Path) -> None:
 def test_empty_target_peak_is_close_to_bare_python(tmp_path: Path) -> None:
     _, empty = run_json(tmp_path, f"{JOBS}:empty")
     bare = subprocess.run(
-        [sys.executable, "-c", "import resource, subprocess, sys;"
-         "subprocess.run([sys.executable, '-c', 'pass']);"
-         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import resource, subprocess, sys;"
+            "subprocess.run([sys.executable, '-c', 'pass']);"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     bare_bytes = int(bare.stdout) * 1024
     assert abs(empty["peak_rss_bytes"] - bare_bytes) < 5 * MB

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from memdiag.errors import MemdiagError
-from memdiag.units import format_size, parse_percent, parse_params, parse_size, parse_value
+from memdiag.units import format_size, parse_params, parse_percent, parse_size, parse_value
 
 
 @pytest.mark.parametrize(
@@ -36,7 +36,14 @@ def test_format_size_round_trips_readably() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("50", 50), ("0.5", 0.5), ("true", True), ("False", False), ("fixed", "fixed"), ("1e3", 1000.0)],
+    [
+        ("50", 50),
+        ("0.5", 0.5),
+        ("true", True),
+        ("False", False),
+        ("fixed", "fixed"),
+        ("1e3", 1000.0),
+    ],
 )
 def test_parse_value_types(text: str, expected: object) -> None:
     value = parse_value(text)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from memdiag.model import Run
+from memdiag.model import ConfigSummary, Run, Sweep
 from memdiag.units import format_size
 
 MB = 1024 * 1024
+SERIES_COLOURS = ["#1a73e8", "#e37400", "#188038", "#9334e6", "#d01884", "#12b5cb", "#5f6368"]
 PHASE_COLOURS = ["#e8f0fe", "#fef3e2", "#e6f4ea", "#fce8e6", "#f3e8fd", "#e4f7fb"]
 
 
@@ -73,6 +75,190 @@ class PngRenderer:
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
         return _save(plt, fig, path)
+
+    def sweep(self, sweep: Sweep, directory: str | Path) -> dict[str, Path]:
+        """Write the sweep's plots into `directory`; return {title: path} in reading order."""
+        folder = Path(directory)
+        return {
+            "Peak RSS by configuration": self.sweep_peaks(sweep, folder / "peak.png"),
+            "Throughput by configuration": self.sweep_throughput(sweep, folder / "throughput.png"),
+            "Timelines overlaid": self.sweep_timelines(sweep, folder / "timelines.png"),
+        }
+
+    def sweep_peaks(self, sweep: Sweep, path: str | Path) -> Path:
+        """Median peak per configuration (min-max bars), one line per series, budgets drawn."""
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(10.5, 5.2), dpi=110)
+        axis, ticks, series = _series(sweep)
+        for i, (label, configs) in enumerate(series.items()):
+            _plot_series(
+                ax,
+                configs,
+                ticks,
+                axis,
+                (lambda c: c.peak_rss_bytes, MB),
+                label,
+                i,
+                lambda c: c.peak_rss_spread,
+            )
+        peaks = [c.peak_rss_bytes or 0 for c in sweep.configs]
+        top = max(peaks, default=0) * 1.15 or MB
+        shown, hidden = _budgets_in_view(sweep.budgets_bytes, top)
+        for budget in shown:
+            top = max(top, budget * 1.06)
+            ax.axhline(budget / MB, color="#c5221f", lw=1.2, alpha=0.8)
+            ax.axhline(budget * sweep.headroom / MB, color="#c5221f", lw=0.9, ls=":")
+            ax.text(
+                0.995,
+                budget / MB,
+                f"{format_size(budget)} budget ",
+                color="#c5221f",
+                transform=ax.get_yaxis_transform(),
+                ha="right",
+                va="bottom",
+                fontsize=8,
+            )
+        title = f"Peak RSS by configuration: {sweep.target}"
+        if hidden:
+            title += "   (off the chart: " + ", ".join(format_size(b) for b in hidden) + ")"
+        ax.set_ylim(0, top / MB)
+        ax.set_ylabel(f"peak RSS, MB (dotted: {sweep.headroom:.0%} of the budget)")
+        return _finish_series_plot(plt, fig, ax, axis, ticks, title, path)
+
+    def sweep_throughput(self, sweep: Sweep, path: str | Path) -> Path:
+        """Median records/s per configuration (or wall time when there are no records)."""
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(10.5, 5.2), dpi=110)
+        axis, ticks, series = _series(sweep)
+        rated = any(c.records_per_s for c in sweep.configs)
+        value = (lambda c: c.records_per_s) if rated else (lambda c: c.wall_s)
+        bounds = (lambda c: c.records_per_s_spread) if rated else (lambda c: c.wall_spread)
+        for i, (label, configs) in enumerate(series.items()):
+            _plot_series(ax, configs, ticks, axis, (value, 1.0), label, i, bounds)
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("records/s (higher is better)" if rated else "wall s (lower is better)")
+        title = f"{'Throughput' if rated else 'Wall time'} by configuration: {sweep.target}"
+        if sweep.jobs > 1:
+            title += f"  ({sweep.jobs} runs at a time: noisier)"
+        return _finish_series_plot(plt, fig, ax, axis, ticks, title, path)
+
+    def sweep_timelines(self, sweep: Sweep, path: str | Path) -> Path:
+        """Each configuration's median-peak run: RSS over time, overlaid."""
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(10.5, 5.2), dpi=110)
+        colours = plt.get_cmap("tab20" if len(sweep.configs) > 10 else "tab10")
+        for i, config in enumerate(sweep.configs):
+            run = _median_run(sweep.runs, config)
+            if run is None or not run.timeline:
+                continue
+            ax.plot(
+                [s.t_s for s in run.timeline],
+                [s.rss_bytes / MB for s in run.timeline],
+                color=colours(i % colours.N),
+                lw=1.5,
+                ls="-" if run.ok else "--",
+                label=_config_label(config.params) + ("" if run.ok else f" [{run.status}]"),
+            )
+        ax.set_xlabel("seconds since start")
+        ax.set_ylabel("RSS of the process tree, MB (sampled)")
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
+        ax.set_title(
+            f"Timelines (median-peak run of each configuration): {sweep.target}",
+            fontsize=11,
+            loc="left",
+        )
+        ax.grid(alpha=0.3)
+        _legend(ax)
+        return _save(plt, fig, path)
+
+
+def _config_label(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in params.items()) or "(defaults)"
+
+
+def _series(sweep: Sweep) -> tuple[str, list[Any], dict[str, list[ConfigSummary]]]:
+    """Return the x axis (batch when swept), its values, and the configs of each line."""
+    names = list(sweep.axes)
+    axis = "batch" if "batch" in names else (names[0] if names else "")
+    ticks = sweep.axes.get(axis, [None])
+    series: dict[str, list[ConfigSummary]] = {}
+    for config in sweep.configs:
+        rest = {k: v for k, v in config.params.items() if k != axis}
+        series.setdefault(_config_label(rest) if rest else "all", []).append(config)
+    return axis, ticks, series
+
+
+def _plot_series(
+    ax: Any,
+    configs: list[ConfigSummary],
+    ticks: list[Any],
+    axis: str,
+    measure: tuple[Callable[[ConfigSummary], float | None], float],
+    label: str,
+    index: int,
+    bounds: Callable[[ConfigSummary], list[Any] | None],
+) -> None:
+    """One line through the ok configs, min-max bars, failed configs as red crosses."""
+    value, scale = measure
+    colour = SERIES_COLOURS[index % len(SERIES_COLOURS)]
+    points = [(c, v / scale) for c in configs if (v := value(c)) is not None]
+    ok = [(ticks.index(c.params.get(axis)), y, c) for c, y in points if c.status == "ok"]
+    ax.plot(
+        [x for x, _, _ in ok], [y for _, y, _ in ok], marker="o", color=colour, lw=1.8, label=label
+    )
+    for x, _, c in ok:
+        low_high = bounds(c)
+        if low_high:
+            ax.vlines(x, low_high[0] / scale, low_high[1] / scale, color=colour, lw=4, alpha=0.3)
+    for c, y in points:
+        if c.status != "ok":
+            x = ticks.index(c.params.get(axis))
+            ax.plot([x], [y], marker="x", ms=10, mew=2.5, color="#c5221f")
+            ax.annotate(
+                c.status,
+                (x, y),
+                textcoords="offset points",
+                xytext=(6, 4),
+                fontsize=8,
+                color="#c5221f",
+            )
+
+
+def _budgets_in_view(budgets: list[int], top: float) -> tuple[list[int], list[int]]:
+    """Budgets worth drawing: those below the data's top and the first one above it.
+
+    A budget many times above every peak would squash the data into a line at the bottom.
+    """
+    shown = [b for b in sorted(budgets) if b <= top]
+    above = [b for b in sorted(budgets) if b > top]
+    if above and above[0] <= top * 6:
+        shown.append(above.pop(0))
+    return shown, above
+
+
+def _finish_series_plot(
+    plt: Any, fig: Any, ax: Any, axis: str, ticks: list[Any], title: str, path: str | Path
+) -> Path:
+    ax.set_xticks(range(len(ticks)), [str(t) for t in ticks])
+    ax.set_xlim(-0.4, len(ticks) - 0.6)
+    ax.set_xlabel(axis or "configuration")
+    ax.set_title(title, fontsize=11, loc="left")
+    ax.grid(alpha=0.3)
+    _legend(ax)
+    return _save(plt, fig, path)
+
+
+def _legend(ax: Any) -> None:
+    """A legend right of the plot, where it hides no data (none when nothing is labelled)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+
+
+def _median_run(runs: list[Run], config: ConfigSummary) -> Run | None:
+    mine = [r for r in runs if all(r.params.get(k) == v for k, v in config.params.items())]
+    ordered = sorted(mine, key=lambda r: r.peak_rss_bytes)
+    return ordered[len(ordered) // 2] if ordered else None
 
 
 def _shade_phases(ax: Any, run: Run) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from memdiag.analysis.peak import PhasePeak
-from memdiag.model import Run
+from memdiag.model import Run, Sweep
+from memdiag.render.sweep_view import TableView, notes, summary, sweep_tables
 from memdiag.units import format_size
 
 STATUS_STYLE = {
@@ -60,6 +62,20 @@ class TerminalRenderer:
             last = run.error.traceback.strip().splitlines()[-3:]
             self.console.print("[dim]" + "\n".join(last) + "[/]", markup=True)
 
+    def sweep(self, sweep: Sweep, full: bool = True) -> None:
+        """Print the report; `full=False` prints only the decision matrix and the caveats."""
+        if not self.console.is_terminal:
+            # A log or a CI job is not a terminal: do not fold the tables at 80 columns.
+            self.console.width = max(self.console.width, 160)
+        if full:
+            for label, text in summary(sweep):
+                self.console.print(f"[dim]{label:>16}[/]  {text}")
+        for note in notes(sweep):
+            self.console.print(f"[yellow]note:[/] {note}")
+        for view in sweep_tables(sweep):
+            if full or view.key == "matrix":
+                self.console.print(sweep_table(view))
+
 
 def _error_text(run: Run) -> str:
     if run.error is None:
@@ -81,4 +97,15 @@ def _phase_table(phases: list[PhasePeak]) -> Table:
         if show_heap:
             row.append(format_size(p.peak_heap_bytes))
         table.add_row(*row)
+    return table
+
+
+def sweep_table(view: TableView) -> Table:
+    """Return one of the sweep's tables for the terminal, failures in red, choices in green."""
+    table = Table(title=view.title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD)
+    for column in view.columns:
+        table.add_column(column, overflow="fold")
+    tones = view.tones or [""] * len(view.rows)
+    for row, tone in zip(view.rows, tones, strict=True):
+        table.add_row(*row, style={"good": "green", "bad": "red"}.get(tone, ""))
     return table

@@ -1,0 +1,66 @@
+"""Per-configuration summaries of a sweep's runs: medians with their min-max spread."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from typing import Any
+
+from memdiag.model import ConfigSummary, Run, Status
+
+
+def config_params(run: Run, axes: dict[str, list[Any]]) -> dict[str, Any]:
+    """Return the run's values of the sweep's axes, in axis order: its configuration."""
+    return {name: run.params.get(name) for name in axes}
+
+
+def summarise(runs: list[Run], axes: dict[str, list[Any]]) -> list[ConfigSummary]:
+    """Return one summary per configuration that has runs, in the axes' cartesian order."""
+    groups: dict[str, list[Run]] = {}
+    for run in runs:
+        key = json.dumps(config_params(run, axes), sort_keys=True, default=str)
+        groups.setdefault(key, []).append(run)
+
+    def order(group: list[Run]) -> list[int]:
+        params = config_params(group[0], axes)
+        return [axes[name].index(params[name]) for name in axes]
+
+    return [summarise_config(g, axes) for g in sorted(groups.values(), key=order)]
+
+
+def summarise_config(runs: list[Run], axes: dict[str, list[Any]]) -> ConfigSummary:
+    """Return the medians and spreads of one configuration's repeats (see ConfigSummary)."""
+    statuses = Counter(run.status for run in runs)
+    ok = [run for run in runs if run.ok]
+    basis = ok or runs
+    failures = [(n, s) for s, n in statuses.items() if s != "ok"]
+    status: Status = "ok" if not failures else max(failures)[1]
+    peaks = [run.peak_rss_bytes for run in basis]
+    walls = [run.wall_s for run in basis]
+    rates = [run.records_per_s for run in ok if run.records_per_s is not None]
+    records = [run.records for run in ok if run.records is not None]
+    first_error = next((run.error for run in runs if run.error is not None), None)
+    return ConfigSummary(
+        params=config_params(runs[0], axes),
+        status=status,
+        runs=len(runs),
+        statuses={str(k): n for k, n in statuses.items()},
+        peak_rss_bytes=int(statistics.median(peaks)),
+        peak_rss_spread=[min(peaks), max(peaks)],
+        wall_s=round(statistics.median(walls), 4),
+        wall_spread=[min(walls), max(walls)],
+        records=int(statistics.median(records)) if records else None,
+        records_per_s=round(statistics.median(rates), 2) if rates else None,
+        records_per_s_spread=[min(rates), max(rates)] if rates else None,
+        error=f"{first_error.type}: {first_error.message}" if first_error else None,
+    )
+
+
+def by_throughput(configs: list[ConfigSummary]) -> bool:
+    """Return True when every ok config reports records/s, so throughput ranks configs.
+
+    Otherwise configs are ranked by wall time (shorter is better).
+    """
+    ok = [c for c in configs if c.status == "ok"]
+    return bool(ok) and all(c.records_per_s is not None for c in ok)

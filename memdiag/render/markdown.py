@@ -1,0 +1,38 @@
+"""Markdown reports (for a CI comment or a pull request), from saved findings only."""
+
+from __future__ import annotations
+
+from memdiag.model import Sweep
+from memdiag.render.sweep_view import TableView, notes, summary, sweep_tables
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def table_markdown(table: TableView) -> str:
+    """Return one table as a Markdown section: heading, table, and its note in italics."""
+    lines = [f"## {table.title}", ""]
+    lines.append("| " + " | ".join(table.columns) + " |")
+    lines.append("|" + "|".join(" --- " for _ in table.columns) + "|")
+    for row in table.rows:
+        lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
+    if table.note:
+        lines += ["", f"_{table.note}_"]
+    return "\n".join(lines) + "\n"
+
+
+class MarkdownRenderer:
+    """Renders a sweep as Markdown text."""
+
+    def sweep(self, sweep: Sweep, images: dict[str, str] | None = None) -> str:
+        """Return the report; `images` maps a plot's title to its path relative to the file."""
+        parts = [f"# Sweep: {sweep.target}", ""]
+        parts += [f"- **{label}**: {text}" for label, text in summary(sweep)]
+        parts.append("")
+        parts += [f"> **Note:** {note}\n" for note in notes(sweep)]
+        for table in sweep_tables(sweep):
+            parts.append(table_markdown(table))
+        for title, path in (images or {}).items():
+            parts.append(f"![{title}]({path})\n")
+        return "\n".join(parts)

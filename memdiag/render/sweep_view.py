@@ -1,0 +1,260 @@
+"""A sweep's findings as titled tables of display strings, shared by every text renderer.
+
+Formatting only: every number shown here was computed by analysis and saved in the Sweep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from memdiag.model import ConfigSummary, MatrixRow, Sweep
+from memdiag.units import format_size
+
+
+@dataclass(frozen=True)
+class TableView:
+    """A table to show: its title, column names, rows, one CSS-ish tone per row, a note."""
+
+    key: str
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    tones: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+def params_text(params: dict[str, Any] | None) -> str:
+    """Return `batch=50 concurrency=2`, or `(defaults)` for no params."""
+    if not params:
+        return "(defaults)"
+    return " ".join(
+        f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in params.items()
+    )
+
+
+def percent(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.0%}" if signed else f"{value:.0%}"
+
+
+def times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}×"
+
+
+def rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def spread(values: list[Any] | None, fmt: Any) -> str:
+    return "-" if not values else f"{fmt(values[0])} – {fmt(values[1])}"
+
+
+def summary(sweep: Sweep) -> list[tuple[str, str]]:
+    """Return (label, text) lines describing what was swept and how."""
+    axes = "; ".join(f"{k} = {', '.join(map(str, v))}" for k, v in sweep.axes.items())
+    expected = sweep.repeat * max(1, _product(sweep.axes))
+    env = sweep.env
+    lines = [
+        ("target", sweep.target),
+        ("axes", axes or "(none: one configuration)"),
+        ("fixed params", params_text(sweep.base) if sweep.base else "-"),
+        ("runs", f"{len(sweep.runs)} of {expected} ({sweep.repeat} per configuration)"),
+        ("headroom", f"{sweep.headroom:.0%} of each budget"),
+        ("reference", params_text(_reference_params(sweep))),
+        ("jobs", f"{sweep.jobs} at a time"),
+    ]
+    if sweep.limit_bytes:
+        lines.append(("limit per run", format_size(sweep.limit_bytes)))
+    if sweep.timeout_s:
+        lines.append(("timeout per run", seconds(sweep.timeout_s)))
+    lines.append(
+        (
+            "machine",
+            f"{env.get('platform', '?')}, {env.get('cpus', '?')} CPUs, "
+            f"{format_size(env.get('total_memory_bytes'))}, Python {env.get('python', '?')}",
+        )
+    )
+    lines.append(("started", sweep.started_at or "-"))
+    return lines
+
+
+def notes(sweep: Sweep) -> list[str]:
+    """Return the caveats a reader must know before trusting the numbers."""
+    out = []
+    if sweep.jobs > 1:
+        out.append(
+            f"Runs went {sweep.jobs} at a time: peaks are per process and exact, but wall "
+            "times and records/s are noisier (the runs shared the CPUs)."
+        )
+    failed = [c for c in sweep.configs if c.status != "ok"]
+    if failed:
+        out.append(
+            f"{len(failed)} configuration(s) did not finish ok and are not candidates: "
+            + "; ".join(f"{params_text(c.params)}: {c.status}" for c in failed)
+        )
+    expected = sweep.repeat * max(1, _product(sweep.axes))
+    if len(sweep.runs) < expected:
+        out.append(f"Incomplete: {len(sweep.runs)} of {expected} runs; continue with --resume.")
+    return out
+
+
+def matrix_table(sweep: Sweep) -> TableView:
+    rows, tones = [], []
+    for row in sweep.matrix:
+        rows.append(_matrix_cells(row))
+        tones.append("good" if row.config else "bad")
+    ranking = "records/s" if any(r.records_per_s for r in sweep.matrix) else "wall time"
+    note = (
+        f"For each budget, the fastest configuration ({ranking}) whose median peak is at most "
+        f"{sweep.headroom:.0%} of the budget; ties go to the lower peak. Peak change and "
+        f"slowdown are against the reference, {params_text(_reference_params(sweep))}."
+    )
+    columns = ["budget", "configuration", "peak", "% of budget", "wall", "records/s"]
+    columns += ["peak vs ref", "slowdown vs ref"]
+    return TableView("matrix", "Decision matrix", columns, rows, tones, note)
+
+
+def _matrix_cells(row: MatrixRow) -> list[str]:
+    budget = f"{format_size(row.budget_bytes)} (≤ {format_size(row.headroom * row.budget_bytes)})"
+    if row.config is None:
+        if row.smallest is None:
+            return [budget, "nothing fits: no configuration was measured", *["-"] * 6]
+        over = row.over_bytes or 0
+        allowed = row.headroom * row.budget_bytes
+        text = (
+            f"nothing fits; smallest peak is {params_text(row.smallest['params'])} at "
+            f"{format_size(row.smallest['peak_rss_bytes'])}, {format_size(over)} "
+            f"({over / allowed:.0%}) over"
+        )
+        return [budget, text, *["-"] * 6]
+    return [
+        budget,
+        params_text(row.config["params"]),
+        format_size(row.peak_rss_bytes),
+        percent(row.budget_fraction),
+        seconds(row.wall_s),
+        rate(row.records_per_s),
+        percent(row.peak_change, signed=True),
+        times(row.slowdown),
+    ]
+
+
+def configs_table(sweep: Sweep) -> TableView:
+    names = list(sweep.axes)
+    columns = [*names, "status", "peak (median)", "peak min – max", "wall", "records/s", "runs"]
+    rows, tones = [], []
+    for c in sweep.configs:
+        rows.append([*(str(c.params.get(n)) for n in names), *_config_cells(c)])
+        tones.append("" if c.status == "ok" else "bad")
+    note = "Medians over each configuration's ok repeats, each run in a fresh process."
+    return TableView("configs", "Configurations", columns, rows, tones, note)
+
+
+def _config_cells(c: ConfigSummary) -> list[str]:
+    status = c.status if c.status == "ok" or not c.error else f"{c.status} ({c.error})"
+    return [
+        status[:90],
+        format_size(c.peak_rss_bytes),
+        spread(c.peak_rss_spread, format_size),
+        seconds(c.wall_s),
+        rate(c.records_per_s),
+        str(c.runs),
+    ]
+
+
+def variants_table(sweep: Sweep) -> TableView | None:
+    if not sweep.variants:
+        return None
+    columns = ["params", "variants", "peak before", "peak after", "peak reduction"]
+    columns += ["slowdown", "meets (>30% less, <2× slower)"]
+    rows, tones = [], []
+    for v in sweep.variants:
+        meets = "-" if v.meets is None else ("yes" if v.meets else "no")
+        rows.append(
+            [
+                params_text(v.params),
+                f"{v.baseline} → {v.variant}",
+                format_size(v.baseline_peak_bytes),
+                format_size(v.variant_peak_bytes),
+                percent(v.peak_reduction),
+                times(v.slowdown),
+                meets,
+            ]
+        )
+        tones.append({"yes": "good", "no": "bad"}.get(meets, ""))
+    return TableView("variants", "Variants side by side", columns, rows, tones)
+
+
+def scaling_table(sweep: Sweep) -> TableView | None:
+    if not sweep.scaling:
+        return None
+    columns = ["axis", "other params", "bytes per unit", "intercept", "R²", "growth", "verdict"]
+    rows, tones = [], []
+    for f in sweep.scaling:
+        rows.append(
+            [
+                f.axis,
+                params_text(f.params),
+                f"{f.bytes_per_unit:,.0f} B per {f.axis.rstrip('s')}",
+                format_size(f.intercept_bytes),
+                "-" if f.r2 is None else f"{f.r2:.3f}",
+                percent(f.growth_fraction, signed=True),
+                "memory grows with the input" if f.verdict == "grows" else "memory is constant",
+            ]
+        )
+        tones.append("bad" if f.verdict == "grows" else "good")
+    note = (
+        "Least-squares fit peak = intercept + bytes per unit × size. Growth is the fitted rise "
+        "across the measured sizes relative to the smallest size's peak; 5% and 1 MB or more "
+        "reads as growing with the input (it accumulates somewhere), less as constant (it "
+        "streams)."
+    )
+    return TableView("scaling", "Scaling with the input", columns, rows, tones, note)
+
+
+def predictions_table(sweep: Sweep) -> TableView | None:
+    if not sweep.predictions:
+        return None
+    rows = [
+        [
+            f"{p.axis}={p.value:,.0f}",
+            params_text(p.params),
+            format_size(p.peak_rss_bytes),
+            ", ".join(format_size(b) for b in p.fits_budgets) or "none",
+        ]
+        for p in sweep.predictions
+    ]
+    columns = ["at", "params", "predicted peak", f"fits (≤ {sweep.headroom:.0%})"]
+    return TableView("predictions", "Predictions", columns, rows)
+
+
+def sweep_tables(sweep: Sweep) -> list[TableView]:
+    """Return the report's tables in reading order (absent sections left out)."""
+    tables = [
+        matrix_table(sweep),
+        variants_table(sweep),
+        scaling_table(sweep),
+        predictions_table(sweep),
+        configs_table(sweep),
+    ]
+    return [t for t in tables if t is not None]
+
+
+def _reference_params(sweep: Sweep) -> dict[str, Any] | None:
+    for c in sweep.configs:
+        if all(c.params.get(k) == v for k, v in (sweep.reference or {}).items()):
+            return c.params
+    return sweep.reference
+
+
+def _product(axes: dict[str, list[Any]]) -> int:
+    count = 1
+    for values in axes.values():
+        count *= len(values)
+    return count

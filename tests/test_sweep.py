@@ -1,0 +1,223 @@
+"""`memdiag sweep` and `memdiag report` end to end: the real CLI on small targets."""
+
+from __future__ import annotations
+
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from memdiag.measure.sweep import build_axes, expand, params_key, pending_runs
+from tests.conftest import MB, memdiag
+
+# Peak = interpreter + batch MB; a fixed cost per batch makes bigger batches faster.
+JOB = """
+import time
+
+def run(batch: int = 1, records: int = 160, mode: str = "ok", pause: float = 0.0) -> int:
+    if mode == "error":
+        raise ValueError("row 17 is malformed")
+    if mode == "slow":
+        time.sleep(60)
+    if mode == "big":
+        hold = b"\\x01" * (400 * 1024 * 1024)
+    block = b"\\x01" * (batch * 1024 * 1024)
+    time.sleep(0.025 * -(-records // batch) + pause)
+    return records
+"""
+
+
+@pytest.fixture
+def job(tmp_path: Path) -> str:
+    path = tmp_path / "job.py"
+    path.write_text(JOB)
+    return f"{path}:run"
+
+
+def load(out: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((out / "results.json").read_text())
+    return data
+
+
+def brute_force(data: dict[str, Any], budget: int, headroom: float) -> dict[str, Any] | None:
+    """The matrix's rule, restated naively over the raw runs."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in data["runs"]:
+        groups.setdefault(json.dumps(r["params"], sort_keys=True), []).append(r)
+    best = None
+    for runs in groups.values():
+        if any(r["status"] != "ok" for r in runs):
+            continue
+        peak = statistics.median(r["peak_rss_bytes"] for r in runs)
+        rate = statistics.median(r["records_per_s"] for r in runs)
+        if peak <= headroom * budget and (
+            best is None or rate > best[1] or (rate == best[1] and peak < best[2])
+        ):
+            best = (runs[0]["params"], rate, peak)
+    return None if best is None else {"batch": best[0]["batch"]}
+
+
+def test_matrix_choice_equals_brute_force(job: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    budgets = "12MB,30MB,50MB,100MB,1GB"
+    result = memdiag(
+        "sweep", job, "--batch", "4,16,40,80", "--repeat", "2", "--budget", budgets,
+        "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = load(out)
+    assert len(data["runs"]) == 8 and data["kind"] == "sweep"
+    chosen = [row["config"]["params"] if row["config"] else None for row in data["matrix"]]
+    expected = [brute_force(data, row["budget_bytes"], 0.8) for row in data["matrix"]]
+    assert chosen == expected
+    # and the known function: peak ≈ interpreter + batch MB, throughput rising with batch
+    assert chosen == [None, {"batch": 4}, {"batch": 16}, {"batch": 40}, {"batch": 80}]
+    assert data["matrix"][0]["smallest"]["params"] == {"batch": 4}
+    for name in ("report.md", "report.html", "peak.png", "throughput.png", "timelines.png"):
+        assert (out / name).stat().st_size > 0
+    assert "batch=40" in (out / "report.md").read_text()
+
+
+def test_failures_are_recorded_and_the_sweep_finishes(job: str, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = memdiag(
+        "sweep", job, "--param", "mode=ok,error,slow,big", "--param", "records=4", "--repeat", "1",
+        "--timeout", "3", "--limit", "200MB", "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    statuses = {c["params"]["mode"]: c["status"] for c in load(out)["configs"]}
+    assert statuses == {"ok": "ok", "error": "error", "slow": "timeout", "big": "oom"}
+    config = next(c for c in load(out)["configs"] if c["params"]["mode"] == "error")
+    assert "row 17 is malformed" in config["error"]
+    assert "timeout" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_sweep_resumes_without_duplicates(
+    job: str, tmp_path: Path, how: signal.Signals
+) -> None:
+    out = tmp_path / "out"
+    args = ["sweep", job, "--batch", "1,2,3,4,5,6", "--param", "pause=0.4", "--repeat", "1"]
+    args += ["--param", "records=4"]
+    args += ["--out", str(out), "--quiet"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memdiag", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (out / "results.json").exists() and len(load(out)["runs"]) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(how)
+    _, stderr = proc.communicate(timeout=30)
+    saved = load(out)["runs"]
+    assert 2 <= len(saved) < 6
+    if how == signal.SIGINT:
+        assert proc.returncode == 130 and b"--resume" in stderr
+    result = memdiag(*args, "--resume")
+    assert result.returncode == 0, result.stderr
+    runs = load(out)["runs"]
+    keys = [params_key(r["params"]) for r in runs]
+    assert len(keys) == len(set(keys)) == 6
+    assert [r["started_at"] for r in runs[: len(saved)]] == [r["started_at"] for r in saved]
+    assert [c["params"]["batch"] for c in load(out)["configs"]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_external_command_and_report_rerender(tmp_path: Path) -> None:
+    script = tmp_path / "alloc.py"
+    script.write_text("import sys, time\nb = b'x' * (int(sys.argv[1]) << 20)\ntime.sleep(0.1)\n")
+    out = tmp_path / "cmd"
+    result = memdiag(
+        "sweep", "--batch", "1,30", "--repeat", "1", "--budget", "30MB,1GB", "--out", str(out),
+        "--quiet", "--", sys.executable, str(script), "{batch}",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = load(out)
+    assert [c["status"] for c in data["configs"]] == ["ok", "ok"]
+    peaks = [c["peak_rss_bytes"] for c in data["configs"]]
+    assert 25 * MB < peaks[1] - peaks[0] < 35 * MB
+    assert data["matrix"][0]["config"] == {"params": {"batch": 1}}
+    again = tmp_path / "again"
+    result = memdiag("report", str(out / "results.json"), "--out", str(again), "--quiet")
+    assert result.returncode == 0, result.stderr
+    html = (again / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and 'src="http' not in html
+    assert json.loads((again / "results.json").read_text())["matrix"] == data["matrix"]
+    result = memdiag("report", str(out / "results.json"), "--budget", "8GB", "--quiet")
+    assert result.returncode == 0 and len(load(out)["matrix"]) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--batch", "10,x"],
+        ["--batch", "0"],
+        ["--batch", ""],
+        ["--batch", "10,,20"],
+        ["--param", "records="],
+        ["--batch", "10,20", "--param", "batch=30,40"],
+        ["--batch", "10,10"],
+        ["--batch", "10,20", "--headroom", "150%"],
+        ["--batch", "10,20", "--reference", "batch=30"],
+        ["--batch", "10,20", "--reference", "size=1"],
+        ["--batch", "10,20", "--budget", "1GB,,2GB"],
+        ["--batch", "10,20", "--repeat", "0"],
+        ["--batch", "10,20", "--predict", "records=100"],
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], tmp_path: Path) -> None:
+    result = memdiag("sweep", "example", *args, "--out", str(tmp_path / "x"), timeout=30)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("memdiag: error:"), result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        json.dumps({"schema_version": 1, "kind": "run", "target": "x"}),
+        json.dumps({"schema_version": 99, "kind": "sweep"}),
+        json.dumps({"hello": "world"}),
+        json.dumps(
+            {
+                "schema_version": 1,
+                "kind": "sweep",
+                "target": "t",
+                "axes": {"batch": [1, 2]},
+                "runs": [
+                    {
+                        "target": "t",
+                        "params": {"batch": 7},
+                        "status": "ok",
+                        "peak_rss_bytes": 1,
+                        "wall_s": 1,
+                        "cpu_s": 1,
+                    }
+                ],
+            }
+        ),
+    ],
+)
+def test_report_refuses_a_bad_file(content: str, tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(content)
+    result = memdiag("report", str(path), timeout=30)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("memdiag: error:"), result.stderr
+
+
+def test_axes_expand_and_pending_runs_skip_what_is_done() -> None:
+    axes, fixed = build_axes(("records=100", "variant=a,b"), "10,20", None)
+    assert axes == {"batch": [10, 20], "variant": ["a", "b"]} and fixed == {"records": 100}
+    configs = expand(axes, fixed)
+    assert configs[1] == {"records": 100, "batch": 10, "variant": "b"} and len(configs) == 4
+    assert pending_runs(configs, [], 2) == configs + configs
