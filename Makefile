@@ -14,10 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The main job: the reference `import` engine (incident 001) on the embedded SQLite default,
+# both variants, two batch sizes, two input sizes; about two minutes on 2 cores.
 demo: $(STAMP)
-	$(BIN)/memdiag run example --param records=300000 --param keep=true \
-		--json reports/demo/run.json --plot reports/demo/timeline.png
-	@echo "report: reports/demo/run.json, plot: reports/demo/timeline.png"
+	$(BIN)/memdiag sweep import --param variant=accumulate,stream --batch 50,200 \
+		--param records=1000,2000 --repeat 1 --predict records=220000 --out reports/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -301,6 +301,10 @@ def load_run(path: str | os.PathLike[str]) -> Run:
 
 # The tuning knobs a job runs with (positive counts), as opposed to its input size.
 TUNING_AXES = ("batch", "concurrency")
+# Axes that describe the input's size, not how the job runs (more with `--size-axis`):
+# scaling is fitted along them, and the decision matrix compares configurations at the
+# largest size measured, since a user chooses a batch size, not the size of the input.
+SIZE_AXES = ("records", "items", "cycles", "rows", "players", "games", "pages", "size")
 
 
 @dataclass(frozen=True)
@@ -345,6 +349,8 @@ class MatrixRow:
     slowdown: float | None = None
     smallest: dict[str, Any] | None = None
     over_bytes: int | None = None
+    # The input size the decision holds for (the largest measured), when sizes were swept.
+    at: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -406,6 +412,7 @@ class Sweep:
     headroom: float = 0.8
     reference: dict[str, Any] | None = None
     predict: dict[str, float] = field(default_factory=dict)
+    size_axes: list[str] = field(default_factory=list)
     started_at: str = ""
     env: dict[str, Any] = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)

@@ -146,3 +146,29 @@ def test_analyse_sweep_round_trips_through_json() -> None:
     again = Sweep.from_dict(done.to_dict())
     assert again == done
     assert done.matrix[0].config == {"params": {"batch": 20}}
+
+
+def test_sizes_are_given_not_chosen() -> None:
+    # A bigger input runs faster per record here, yet the matrix must not "choose" it: it
+    # decides among page sizes at the largest input. page_size is numeric but a knob.
+    runs = [
+        run(
+            40 + page / 10 + records / 100,
+            wall=records / (500 + page),
+            records=records,
+            params={"page_size": page, "records": records},
+        )
+        for page in (10, 50)
+        for records in (1000, 4000)
+    ]
+    axes: dict[str, list[Any]] = {"page_size": [10, 50], "records": [1000, 4000]}
+    sweep = analyse_sweep(Sweep(target="t", axes=axes, budgets_bytes=[1024 * MB], runs=runs))
+    assert [f.axis for f in sweep.scaling] == ["records", "records"]
+    (row,) = sweep.matrix
+    assert row.at == {"records": 4000}
+    assert row.config == {"params": {"page_size": 50, "records": 4000}}
+    declared = analyse_sweep(
+        Sweep(target="t", axes=axes, budgets_bytes=[1024 * MB], runs=runs, size_axes=["page_size"])
+    )
+    assert {f.axis for f in declared.scaling} == {"records", "page_size"}
+    assert declared.matrix[0].at == {"page_size": 50, "records": 4000}

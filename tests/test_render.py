@@ -79,8 +79,10 @@ def test_text_renderers_show_the_decision(
     sweep = make_sweep(jobs=2)
     text = render(sweep, tmp_path)
     assert "nothing fits" in text  # 48 MB: every config is above 38.4 MB
-    # 512 MB: batch=50 is fastest; same records/s at every size, so the lowest peak wins
-    assert "variant=stream batch=50 records=1000" in text
+    # 512 MB: decided at the largest input, where batch=50 is fastest and stream still fits
+    # (accumulate at batch=50 went over its limit there)
+    assert "variant=stream batch=50 records=20000" in text
+    assert "Decision matrix at records=20000 (the largest input measured)" in text
     assert "memory grows with the input" in text and "memory is constant" in text
     assert "noisier" in text  # --jobs 2
     assert "records=220,000" in text

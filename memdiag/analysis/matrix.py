@@ -8,6 +8,7 @@ every repeat finished ok are candidates.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from memdiag.analysis.aggregate import by_throughput
@@ -42,8 +43,12 @@ def build_matrix(
     budgets_bytes: list[int],
     headroom: float,
     reference: dict[str, Any] | None = None,
+    at: dict[str, Any] | None = None,
 ) -> list[MatrixRow]:
-    """Return one MatrixRow per budget, smallest budget first (see the module docstring)."""
+    """Return one MatrixRow per budget, smallest budget first (see the module docstring).
+
+    `at` names the input size the configs were measured at, recorded in every row.
+    """
     candidates = [c for c in configs if c.status == "ok" and c.peak_rss_bytes is not None]
     ranked = sorted(candidates, key=_rank_key(by_throughput(configs)))
     ref = find_reference(configs, reference)
@@ -55,7 +60,7 @@ def build_matrix(
             rows.append(_nothing_fits(candidates or configs, budget, headroom))
         else:
             rows.append(_chosen_row(chosen, ref, budget, headroom))
-    return rows
+    return [dataclasses.replace(row, at=at) for row in rows]
 
 
 def _rank_key(throughput: bool) -> Any:

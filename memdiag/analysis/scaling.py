@@ -13,27 +13,33 @@ from __future__ import annotations
 
 from typing import Any
 
-from memdiag.model import TUNING_AXES, ConfigSummary, Prediction, ScalingFit
+from memdiag.model import SIZE_AXES, ConfigSummary, Prediction, ScalingFit
 
 GROWTH_THRESHOLD = 0.05
 MIN_GROWTH_BYTES = 1024 * 1024
 
 
-def size_axes(axes: dict[str, list[Any]]) -> list[str]:
-    """Return the axes that describe input size: numeric, not a tuning knob, 2+ values."""
+def size_axes(axes: dict[str, list[Any]], declared: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Return the axes that describe input size: a size name (SIZE_AXES or `declared`),
+    numeric, with 2+ values. A numeric knob such as page_size is a configuration, not a size.
+    """
     return [
         name
         for name, values in axes.items()
-        if name not in TUNING_AXES
+        if (name in SIZE_AXES or name in declared)
         and len(values) >= 2
         and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
     ]
 
 
-def fit_scaling(configs: list[ConfigSummary], axes: dict[str, list[Any]]) -> list[ScalingFit]:
+def fit_scaling(
+    configs: list[ConfigSummary],
+    axes: dict[str, list[Any]],
+    declared: list[str] | tuple[str, ...] = (),
+) -> list[ScalingFit]:
     """Return one fit per size axis and combination of the other axes (two sizes at least)."""
     fits = []
-    for axis in size_axes(axes):
+    for axis in size_axes(axes, declared):
         groups: dict[str, tuple[dict[str, Any], list[list[float]]]] = {}
         for c in configs:
             if c.status != "ok" or c.peak_rss_bytes is None:

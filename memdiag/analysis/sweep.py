@@ -6,7 +6,7 @@ import dataclasses
 
 from memdiag.analysis.aggregate import summarise
 from memdiag.analysis.matrix import build_matrix
-from memdiag.analysis.scaling import fit_scaling, predict
+from memdiag.analysis.scaling import fit_scaling, predict, size_axes
 from memdiag.analysis.variants import compare_variants
 from memdiag.model import Sweep
 
@@ -17,11 +17,15 @@ def analyse_sweep(sweep: Sweep) -> Sweep:
     Pure: reads the runs and the settings stored in the sweep, never a process.
     """
     configs = summarise(sweep.runs, sweep.axes)
-    fits = fit_scaling(configs, sweep.axes)
+    fits = fit_scaling(configs, sweep.axes, sweep.size_axes)
+    # The decision holds for the hardest input measured: sizes are given, not chosen.
+    at = {name: max(sweep.axes[name]) for name in size_axes(sweep.axes, sweep.size_axes)}
+    largest = [c for c in configs if all(c.params.get(k) == v for k, v in at.items())]
+    reference = {k: v for k, v in (sweep.reference or {}).items() if k not in at} or None
     return dataclasses.replace(
         sweep,
         configs=configs,
-        matrix=build_matrix(configs, sweep.budgets_bytes, sweep.headroom, sweep.reference),
+        matrix=build_matrix(largest, sweep.budgets_bytes, sweep.headroom, reference, at or None),
         scaling=fits,
         variants=compare_variants(configs, sweep.axes),
         predictions=predict(fits, sweep.predict, sweep.budgets_bytes, sweep.headroom),

@@ -66,5 +66,5 @@ def _apply_decision(sweep: Any, decision: dict[str, Any]) -> bool:
     if reference is not None:
         sweep.reference = match_reference(sweep.axes, reference)
     if decision["predict"]:
-        sweep.predict = parse_predict(decision["predict"], size_axes(sweep.axes))
+        sweep.predict = parse_predict(decision["predict"], size_axes(sweep.axes, sweep.size_axes))
     return any(v not in (None, ()) for v in decision.values())

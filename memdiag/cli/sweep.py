@@ -69,6 +69,13 @@ from memdiag.targets import Target
 @click.option("--timeout", type=float, default=None, help="Stop each run after SECONDS.")
 @click.option("--limit", default=None, metavar="SIZE", help="Enforce SIZE on every run.")
 @click.option("--interval", type=float, default=0.1, show_default=True, help="Sampling (s).")
+@click.option(
+    "--size-axis",
+    "size_axis",
+    multiple=True,
+    metavar="NAME",
+    help="Treat parameter NAME as an input size (records, items, cycles... already are).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; only the matrix.")
 @click.pass_context
 def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
@@ -134,7 +141,8 @@ def _plan(target: Target, options: dict[str, Any]) -> Sweep:
         budgets_bytes=parse_budgets(options["budget"]),
         headroom=parse_headroom(options["headroom"]),
         reference=match_reference(axes, reference) if reference else None,
-        predict=parse_predict(options["predict"], size_axes(axes)),
+        predict=parse_predict(options["predict"], size_axes(axes, options["size_axis"])),
+        size_axes=list(options["size_axis"]),
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         env=collect_env(),
     )

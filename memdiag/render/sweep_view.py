@@ -115,9 +115,11 @@ def matrix_table(sweep: Sweep) -> TableView:
         f"{sweep.headroom:.0%} of the budget; ties go to the lower peak. Peak change and "
         f"slowdown are against the reference, {params_text(_reference_params(sweep))}."
     )
+    at = next((row.at for row in sweep.matrix if row.at), None)
+    title = f"Decision matrix at {params_text(at)} (the largest input measured)" if at else ""
     columns = ["budget", "configuration", "peak", "% of budget", "wall", "records/s"]
     columns += ["peak vs ref", "slowdown vs ref"]
-    return TableView("matrix", "Decision matrix", columns, rows, tones, note)
+    return TableView("matrix", title or "Decision matrix", columns, rows, tones, note)
 
 
 def _matrix_cells(row: MatrixRow) -> list[str]:
@@ -247,8 +249,11 @@ def sweep_tables(sweep: Sweep) -> list[TableView]:
 
 
 def _reference_params(sweep: Sweep) -> dict[str, Any] | None:
+    # The matrix compares configurations at one input size: its reference is among them.
+    at = next((row.at for row in sweep.matrix if row.at), None) or {}
+    wanted = {**(sweep.reference or {}), **at}
     for c in sweep.configs:
-        if all(c.params.get(k) == v for k, v in (sweep.reference or {}).items()):
+        if all(c.params.get(k) == v for k, v in wanted.items()):
             return c.params
     return sweep.reference
 
