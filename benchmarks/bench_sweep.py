@@ -11,7 +11,9 @@ from pathlib import Path
 
 PY = sys.executable
 MEMDIAG = [PY, "-m", "memdiag"]
-RECORDS = 1_500_000  # about 0.4 s per run of the bundled example engine on this machine
+# About 2 s per run of the bundled example engine here: short enough for a benchmark, long
+# enough that per-run costs show as they would in a real sweep (whose runs take seconds).
+RECORDS = 7_000_000
 BATCHES = (1_000, 10_000)
 REPEAT = 2
 SWEEP = ["sweep", "example", "--batch", ",".join(map(str, BATCHES))]
