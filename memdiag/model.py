@@ -327,6 +327,8 @@ class ConfigSummary:
     records_per_s: float | None = None
     records_per_s_spread: list[float] | None = None
     error: str | None = None
+    peak_heap_bytes: int | None = None
+    peak_heap_spread: list[int] | None = None
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ def summarise_config(runs: list[Run], axes: dict[str, list[Any]]) -> ConfigSumma
     walls = [run.wall_s for run in basis]
     rates = [run.records_per_s for run in ok if run.records_per_s is not None]
     records = [run.records for run in ok if run.records is not None]
+    heaps = [run.peak_heap_bytes for run in basis if run.peak_heap_bytes is not None]
     first_error = next((run.error for run in runs if run.error is not None), None)
     return ConfigSummary(
         params=config_params(runs[0], axes),
@@ -54,6 +55,8 @@ def summarise_config(runs: list[Run], axes: dict[str, list[Any]]) -> ConfigSumma
         records_per_s=round(statistics.median(rates), 2) if rates else None,
         records_per_s_spread=[min(rates), max(rates)] if rates else None,
         error=f"{first_error.type}: {first_error.message}" if first_error else None,
+        peak_heap_bytes=int(statistics.median(heaps)) if heaps else None,
+        peak_heap_spread=[min(heaps), max(heaps)] if heaps else None,
     )
 
 

@@ -20,8 +20,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "memdiag.cli.sweep",
         "Measure a grid of batch sizes, concurrency and parameters; decide per budget.",
     ),
+    "snapshot": (
+        "memdiag.cli.snapshot",
+        "Before/after snapshots of one run and their diff, or a process view (--pid).",
+    ),
+    "diff": ("memdiag.cli.diff", "What grew between two snapshots: sites and types."),
+    "leaks": (
+        "memdiag.cli.leaks",
+        "Growth per iteration, named to file:line, type and what keeps it alive.",
+    ),
     "report": ("memdiag.cli.report", "Re-render a saved sweep's report from its results.json."),
+    "baseline": ("memdiag.cli.baseline", "Accept results as the baseline for the CI gate."),
+    "gate": ("memdiag.cli.gate", "Fail CI on a memory regression against the baseline."),
     "engines": ("memdiag.cli.engines", "List the installed engines and their parameters."),
+    "monitor": (
+        "memdiag.cli.monitor",
+        "Follow memory over time: thresholds, events, growth and a leak verdict.",
+    ),
+    "serve": (
+        "memdiag.cli.serve",
+        "Serve a process's memory as /api/health/memory and Prometheus /metrics.",
+    ),
 }
 
 

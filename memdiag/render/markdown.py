@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from memdiag.model import Sweep
 from memdiag.render.sweep_view import TableView, notes, summary, sweep_tables
+
+if TYPE_CHECKING:
+    from memdiag.gate import GateResult
 
 
 def _cell(text: str) -> str:
@@ -35,4 +40,14 @@ class MarkdownRenderer:
             parts.append(table_markdown(table))
         for title, path in (images or {}).items():
             parts.append(f"![{title}]({path})\n")
+        return "\n".join(parts)
+
+    def gate(self, result: GateResult) -> str:
+        """Return the gate's verdicts as Markdown, for a pull-request comment."""
+        from memdiag.render.gate_view import gate_table, headline, missing_table
+
+        parts = [f"**{headline(result)}**", "", table_markdown(gate_table(result))]
+        missing = missing_table(result)
+        if missing is not None:
+            parts.append(table_markdown(missing))
         return "\n".join(parts)

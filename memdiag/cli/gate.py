@@ -1,0 +1,74 @@
+"""memdiag gate: fail CI when memory regressed against the baseline.
+
+\b
+Compares each configuration of RESULTS (runs, sweeps, pytest reports) with the baseline's:
+change in %, and a verdict. A regression needs the median past --tolerance AND every repeat
+above the baseline's spread, so noise does not fail builds; a configuration that was ok and
+now fails, or whose median passes --max-peak, fails too. Configurations found on one side
+only are listed. Prints a Markdown table; exit 1 on any regression, 0 otherwise.
+
+\b
+Examples:
+  memdiag gate reports/import/results.json --baseline reports/baseline.json
+  memdiag gate reports/ci/*/results.json --baseline reports/baseline.json --md gate.md
+  memdiag gate new.json --baseline reports/baseline.json --tolerance 5% --max-peak 1GB
+  memdiag gate leaky.json --baseline fixed-baseline.json --ignore-param variant
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from memdiag.cli.common import size_option
+from memdiag.units import parse_percent
+
+
+@click.command("gate", help=__doc__)
+@click.argument("results", nargs=-1, required=True)
+@click.option("--baseline", required=True, metavar="PATH", help="The accepted baseline.")
+@click.option("--tolerance", default="10%", show_default=True, help="Allowed worsening.")
+@click.option("--max-peak", default=None, metavar="SIZE", help="Fail any median peak above SIZE.")
+@click.option(
+    "--metric",
+    type=click.Choice(["peak_rss", "peak_heap", "wall"]),
+    default="peak_rss",
+    show_default=True,
+)
+@click.option(
+    "--ignore-param",
+    "ignore",
+    multiple=True,
+    metavar="NAME",
+    help="Match configurations without this parameter (repeatable).",
+)
+@click.option("--md", "md_path", default=None, metavar="FILE", help="Also write the Markdown.")
+def command(
+    results: tuple[str, ...],
+    baseline: str,
+    tolerance: str,
+    max_peak: str | None,
+    metric: str,
+    ignore: tuple[str, ...],
+    md_path: str | None,
+) -> int:
+    from memdiag.gate import comparable, compare
+    from memdiag.render.markdown import MarkdownRenderer
+
+    base = comparable(baseline)
+    current = [entry for path in results for entry in comparable(path)]
+    result = compare(
+        base,
+        current,
+        metric=metric,
+        tolerance=parse_percent(tolerance, upper=10.0),
+        max_peak=size_option(max_peak),
+        ignore=ignore,
+    )
+    text = MarkdownRenderer().gate(result)
+    click.echo(text)
+    if md_path:
+        Path(md_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(md_path).write_text(text)
+    return 1 if result.failed else 0

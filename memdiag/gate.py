@@ -1,0 +1,187 @@
+"""Regression gates: accept results as a baseline, and compare new results against it.
+
+Every result memdiag writes can be compared: a run, a sweep, a pytest report, a baseline.
+Each is reduced to comparable entries, one per configuration: its target and parameters,
+status, and per metric the median with the [min, max] spread of its repeats.
+
+A configuration regresses when its status was ok and no longer is, when its median passes
+`--max-peak`, or when its median is worse than the baseline's by more than the tolerance
+AND its whole spread lies above the baseline's spread. The second condition is what keeps
+noise from failing builds: repeats that overlap the baseline's are not a measured change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from memdiag.errors import MemdiagError
+from memdiag.model import SCHEMA_VERSION, load_json
+
+Verdict = Literal["ok", "improved", "within noise", "regressed", "failed", "over limit"]
+FAILING: tuple[Verdict, ...] = ("regressed", "failed", "over limit")
+# metric name -> (median field, spread field) in a comparable entry
+METRICS = {
+    "peak_rss": ("peak_rss_bytes", "peak_rss_spread"),
+    "peak_heap": ("peak_heap_bytes", "peak_heap_spread"),
+    "wall": ("wall_s", "wall_spread"),
+}
+_ENTRY_FIELDS = ("status", *(name for pair in METRICS.values() for name in pair))
+
+
+def comparable(path: str | Path) -> list[dict[str, Any]]:
+    """Return the comparable entries of a result file (run, sweep, pytest report, baseline)."""
+    data = load_json(path, ("run", "sweep", "pytest", "baseline"))
+    try:
+        return _ENTRIES[data["kind"]](data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MemdiagError(f"{path}: damaged {data['kind']} file ({exc})") from None
+
+
+def _from_sweep(data: dict[str, Any]) -> list[dict[str, Any]]:
+    from memdiag.analysis.aggregate import summarise
+    from memdiag.model import Run
+
+    runs = [Run.from_dict(r) for r in data["runs"]]
+    axes = data["axes"]
+    configs = summarise(runs, axes)
+    base = data.get("base") or {}
+    return [_entry(data["target"], {**base, **c.params}, vars(c)) for c in configs]
+
+
+def _from_run(data: dict[str, Any]) -> list[dict[str, Any]]:
+    from memdiag.analysis.aggregate import summarise_config
+    from memdiag.model import Run
+
+    run = Run.from_dict(data)
+    config = summarise_config([run], {name: [value] for name, value in run.params.items()})
+    return [_entry(run.target, run.params, vars(config))]
+
+
+def _from_pytest(data: dict[str, Any]) -> list[dict[str, Any]]:
+    entries = []
+    for config in data["configs"]:
+        values = {"status": "ok", **config}
+        for median, spread in METRICS.values():
+            if values.get(median) is not None:
+                values[spread] = [values[median], values[median]]
+        entries.append(_entry("pytest", config["params"], values))
+    return entries
+
+
+def _from_baseline(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return [_entry(c["target"], c["params"], c) for c in data["configs"]]
+
+
+_ENTRIES = {
+    "sweep": _from_sweep,
+    "run": _from_run,
+    "pytest": _from_pytest,
+    "baseline": _from_baseline,
+}
+
+
+def _entry(target: str, params: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    return {"target": target, "params": dict(params), **{k: values.get(k) for k in _ENTRY_FIELDS}}
+
+
+def make_baseline(paths: list[str]) -> dict[str, Any]:
+    """Return a baseline document holding the comparable entries of every file in `paths`."""
+    from memdiag.measure.env import collect_env
+
+    entries = [entry for path in paths for entry in comparable(path)]
+    keys = [_key(e, ()) for e in entries]
+    if len(set(keys)) != len(keys):
+        raise MemdiagError("the results given hold the same configuration twice")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "baseline",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sources": [str(p) for p in paths],
+        "env": collect_env(),
+        "configs": entries,
+    }
+
+
+@dataclass(frozen=True)
+class GateRow:
+    """One configuration compared: baseline and current medians, change, verdict."""
+
+    target: str
+    params: dict[str, Any]
+    baseline: float | None
+    current: float | None
+    change: float | None
+    verdict: Verdict
+    reason: str = ""
+
+
+@dataclass
+class GateResult:
+    """The comparison of current results with a baseline, on one metric."""
+
+    metric: str
+    tolerance: float
+    max_peak: int | None
+    rows: list[GateRow] = field(default_factory=list)
+    only_in_baseline: list[dict[str, Any]] = field(default_factory=list)
+    only_in_current: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[GateRow]:
+        return [row for row in self.rows if row.verdict in FAILING]
+
+
+def _key(entry: dict[str, Any], ignore: tuple[str, ...] | list[str]) -> str:
+    params = {k: v for k, v in sorted(entry["params"].items()) if k not in ignore}
+    return f"{entry['target']} {params}"
+
+
+def compare(
+    baseline: list[dict[str, Any]],
+    current: list[dict[str, Any]],
+    metric: str = "peak_rss",
+    tolerance: float = 0.10,
+    max_peak: int | None = None,
+    ignore: tuple[str, ...] | list[str] = (),
+) -> GateResult:
+    """Return every configuration's verdict; configurations are matched by target and
+    parameters (less the `ignore`d ones), and unmatched ones are listed on their side."""
+    result = GateResult(metric, tolerance, max_peak)
+    base = {_key(e, ignore): e for e in baseline}
+    now = {_key(e, ignore): e for e in current}
+    result.only_in_baseline = [e for k, e in base.items() if k not in now]
+    result.only_in_current = [e for k, e in now.items() if k not in base]
+    for key, entry in now.items():
+        if key in base:
+            result.rows.append(_judge(base[key], entry, metric, tolerance, max_peak))
+    return result
+
+
+def _judge(
+    base: dict[str, Any], now: dict[str, Any], metric: str, tolerance: float, max_peak: int | None
+) -> GateRow:
+    median, spread = METRICS[metric]
+    before, after = base.get(median), now.get(median)
+    change = after / before - 1 if before and after is not None else None
+
+    def row(verdict: Verdict, reason: str = "") -> GateRow:
+        return GateRow(now["target"], now["params"], before, after, change, verdict, reason)
+
+    if base.get("status") == "ok" and now.get("status") != "ok":
+        return row("failed", f"status {now.get('status')}")
+    peak = after if metric != "wall" else now.get("peak_rss_bytes")
+    if max_peak is not None and peak is not None and peak > max_peak:
+        return row("over limit", "median peak above --max-peak")
+    if change is None:
+        return row("ok", f"no {metric} figure to compare")
+    low_now, high_base = (now.get(spread) or [after])[0], (base.get(spread) or [before])[-1]
+    if change > tolerance:
+        if low_now > high_base:
+            return row("regressed", "past the tolerance, outside the baseline's spread")
+        return row("within noise", "past the tolerance, but the spreads overlap")
+    if change < -tolerance:
+        return row("improved")
+    return row("ok")

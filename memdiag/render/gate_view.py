@@ -1,0 +1,69 @@
+"""The gate's verdicts as display tables, shared by the Markdown and terminal output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memdiag.gate import GateResult, GateRow
+from memdiag.render.sweep_view import TableView, params_text, percent, seconds
+from memdiag.units import format_size
+
+VERDICT_TEXT = {
+    "ok": "✅ ok",
+    "improved": "✅ improved",
+    "within noise": "✅ within noise",
+    "regressed": "❌ regressed",
+    "failed": "❌ failed",
+    "over limit": "❌ over limit",
+}
+
+
+def _figure(metric: str, value: float | None) -> str:
+    return seconds(value) if metric == "wall" else format_size(value)
+
+
+def _label(entry: dict[str, Any] | GateRow) -> str:
+    target, params = (
+        (entry.target, entry.params)
+        if isinstance(entry, GateRow)
+        else (entry["target"], entry["params"])
+    )
+    return f"{target} {params_text(params)}"
+
+
+def gate_table(result: GateResult) -> TableView:
+    rows, tones = [], []
+    for row in result.rows:
+        verdict = VERDICT_TEXT[row.verdict] + (f" ({row.reason})" if row.reason else "")
+        rows.append(
+            [
+                _label(row),
+                _figure(result.metric, row.baseline),
+                _figure(result.metric, row.current),
+                percent(row.change, signed=True),
+                verdict,
+            ]
+        )
+        tones.append("bad" if row in result.failed else "good")
+    limit = f", max peak {format_size(result.max_peak)}" if result.max_peak else ""
+    note = (
+        f"Metric {result.metric}, tolerance {result.tolerance:.0%}{limit}. A regression needs "
+        "the median past the tolerance and every repeat above the baseline's spread."
+    )
+    columns = ["configuration", "baseline", "now", "change", "verdict"]
+    return TableView("gate", "Memory gate", columns, rows, tones, note)
+
+
+def missing_table(result: GateResult) -> TableView | None:
+    rows = [[_label(e), "in the baseline only"] for e in result.only_in_baseline]
+    rows += [[_label(e), "in the current results only"] for e in result.only_in_current]
+    if not rows:
+        return None
+    return TableView("missing", "Not compared", ["configuration", "where"], rows)
+
+
+def headline(result: GateResult) -> str:
+    failed = len(result.failed)
+    if failed:
+        return f"memdiag gate: {failed} of {len(result.rows)} configurations regressed"
+    return f"memdiag gate: no regression in {len(result.rows)} configurations"
