@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench guard baseline clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,14 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest
+
+# memdiag's own memory gate: the reference engines' fixed variants against reports/baseline.json
+guard: $(STAMP)
+	bash .ci/guard.sh
+
+# Re-measure and accept the baseline (review the diff of reports/baseline.json, then commit)
+baseline: $(STAMP)
+	bash .ci/guard.sh --accept
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --out docs/performance.md
