@@ -262,19 +262,26 @@ def _median_run(runs: list[Run], config: ConfigSummary) -> Run | None:
 
 
 def _shade_phases(ax: Any, run: Run) -> None:
-    """Shade each phase span and write its name at the top of the span."""
+    """Shade each phase span and name it at the top, one row lower when names would touch."""
     end = run.timeline[-1].t_s if run.timeline else run.wall_s
     marks = [(p["t_s"], p["phase"]) for p in run.phases]
     colours: dict[str, str] = {}
+    row_free_at = [float("-inf")] * 3  # per label row: where the last name there ends (s)
+    span = max(end, 1e-9)
     for i, (start, name) in enumerate(marks):
         stop = marks[i + 1][0] if i + 1 < len(marks) else end
         if name is None or stop <= start:
             continue
         colour = colours.setdefault(name, PHASE_COLOURS[len(colours) % len(PHASE_COLOURS)])
         ax.axvspan(start, stop, color=colour, alpha=0.8, lw=0)
+        row = next((r for r, free in enumerate(row_free_at) if start >= free), None)
+        if row is None:
+            continue  # three rows of names already crowd this point: the shading still shows
+        # About 1% of the axis per character at this figure size.
+        row_free_at[row] = start + span * 0.011 * (len(name) + 2)
         ax.text(
             start,
-            1.0,
+            1.0 - 0.045 * row,
             f" {name}",
             transform=ax.get_xaxis_transform(),
             va="top",
