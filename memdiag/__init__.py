@@ -9,10 +9,21 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["MemdiagError", "Run", "__version__", "load_run", "measure_run", "probe"]
+__all__ = [
+    "MemdiagError",
+    "MemoryMonitor",
+    "Run",
+    "__version__",
+    "health",
+    "load_run",
+    "measure_run",
+    "probe",
+]
 
 _LAZY = {
     "MemdiagError": ("memdiag.errors", "MemdiagError"),
+    "MemoryMonitor": ("memdiag.monitor", "MemoryMonitor"),
+    "health": ("memdiag.health", None),
     "Run": ("memdiag.model", "Run"),
     "load_run": ("memdiag.model", "load_run"),
     "measure_run": ("memdiag.measure.child", "measure_run"),

@@ -1,0 +1,230 @@
+"""How a memory series moves over time: slope, fit, verdict, and time spent above thresholds.
+
+Pure functions over (seconds, bytes) series, so the monitor, the health endpoint and the
+leak detector (x = iteration instead of seconds) share one definition of "growing".
+
+The first WARMUP_SHARE of the window is left out of the verdict: a service filling its
+caches, or an interpreter importing its libraries, grows at start without leaking. So is a
+release in the last two samples: a process that exits frees its memory as it goes, and that
+says nothing about how it grew. Then, in order:
+
+1. `stable` when the series' range is within noise: under `max(NOISE_FLOOR_BYTES,
+   NOISE_SHARE x median)`.
+2. `sawtooth` when memory is released periodically: at least two releases, a release being a
+   drop from the running peak by at least `RELEASE_SHARE` of the range, with the memory
+   rising gradually in between (most steps between releases go up, over several samples).
+   If the troughs (the level each release returns to) themselves climb by more than the
+   noise, the verdict is `growing`: a leak under the sawtooth.
+3. `growing` when a least-squares line explains the series (R^2 >= `GROWTH_R2`) and rises
+   by more than the noise over the window.
+4. `stable` otherwise.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+Verdict = Literal["stable", "growing", "sawtooth", "unknown"]
+
+NOISE_FLOOR_BYTES = 2 * 1024 * 1024
+NOISE_SHARE = 0.03
+RELEASE_SHARE = 0.4
+GROWTH_R2 = 0.5
+MIN_RISE_SAMPLES = 2
+WARMUP_SHARE = 0.15
+RISING_SHARE = 0.6
+
+
+@dataclass(frozen=True)
+class LinearFit:
+    """Least-squares line: `slope` per x unit, `intercept` at x = 0, `r2` in [0, 1]."""
+
+    slope: float
+    intercept: float
+    r2: float
+
+
+@dataclass(frozen=True)
+class Release:
+    """One release: memory fell from `peak` (sample `peak_index`) to `trough` at `t_s`."""
+
+    t_s: float
+    peak: float
+    trough: float
+    peak_index: int
+    trough_index: int
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A series' verdict with its growth in bytes per second, R^2, and releases found."""
+
+    verdict: Verdict
+    slope_bytes_per_s: float
+    r2: float
+    releases: tuple[Release, ...] = ()
+    trough_slope_bytes_per_s: float | None = None
+    intercept_bytes: float = 0.0
+    from_s: float = 0.0
+
+    @property
+    def growth_mb_per_hour(self) -> float:
+        """Return the fitted growth in MB (1,048,576 bytes) per hour."""
+        return self.slope_bytes_per_s * 3600 / (1024 * 1024)
+
+    @property
+    def period_s(self) -> float | None:
+        """Return the mean time between releases in seconds, or None with fewer than two."""
+        if len(self.releases) < 2:
+            return None
+        times = [r.t_s for r in self.releases]
+        return (times[-1] - times[0]) / (len(times) - 1)
+
+
+def fit_line(xs: Sequence[float], ys: Sequence[float]) -> LinearFit:
+    """Return the least-squares line through the points (a flat line for fewer than two)."""
+    if len(xs) < 2 or max(xs) == min(xs):
+        return LinearFit(0.0, statistics.fmean(ys) if ys else 0.0, 0.0)
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mean_x) ** 2 for x in xs)
+    sxy = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
+    syy = sum((y - mean_y) ** 2 for y in ys)
+    slope = sxy / sxx
+    r2 = (sxy * sxy) / (sxx * syy) if syy > 0 else 0.0
+    return LinearFit(slope, mean_y - slope * mean_x, min(max(r2, 0.0), 1.0))
+
+
+def noise_bytes(values: Sequence[float]) -> float:
+    """Return the change in bytes below which a series counts as flat."""
+    return max(NOISE_FLOOR_BYTES, NOISE_SHARE * statistics.median(values))
+
+
+def find_releases(times: Sequence[float], values: Sequence[float]) -> list[Release]:
+    """Return the drops from the running peak by at least RELEASE_SHARE of the range."""
+    drop = RELEASE_SHARE * (max(values) - min(values))
+    if drop <= 0:
+        return []
+    releases: list[Release] = []
+    top, i = 0, 1
+    while i < len(values):
+        if values[i] >= values[top]:
+            top = i
+        elif values[top] - values[i] >= drop:
+            # The trough is where the fall stops, so a release spread over samples counts once.
+            while i + 1 < len(values) and values[i + 1] <= values[i]:
+                i += 1
+            releases.append(Release(times[i], values[top], values[i], top, i))
+            top = i
+        i += 1
+    return releases
+
+
+def rises_gradually(values: Sequence[float], releases: Sequence[Release]) -> bool:
+    """Return whether memory climbs steadily from each trough to the next peak.
+
+    A cycle counts when it spans more than MIN_RISE_SAMPLES samples and its net rise is at
+    least RISING_SHARE of all the movement in it: random jumps move a lot and get nowhere.
+    """
+    for before, after in itertools.pairwise(releases):
+        segment = values[before.trough_index : after.peak_index + 1]
+        if len(segment) <= MIN_RISE_SAMPLES:
+            return False
+        moved = sum(abs(b - a) for a, b in itertools.pairwise(segment))
+        if segment[-1] - segment[0] < RISING_SHARE * moved:
+            return False
+    return True
+
+
+def after_warmup(
+    times: Sequence[float], values: Sequence[float], share: float = WARMUP_SHARE
+) -> tuple[Sequence[float], Sequence[float]]:
+    """Return the points after the first `share` of the time window."""
+    start = times[0] + share * (times[-1] - times[0])
+    first = next(i for i, t in enumerate(times) if t >= start)
+    return times[first:], values[first:]
+
+
+def without_final_release(
+    times: Sequence[float], values: Sequence[float]
+) -> tuple[Sequence[float], Sequence[float]]:
+    """Return the points up to the last peak when the series ends by falling from it."""
+    if len(values) < 3:
+        return times, values
+    releases = find_releases(times, values)
+    if releases and releases[-1].trough_index >= len(values) - 2:
+        cut = releases[-1].peak_index + 1
+        return times[:cut], values[:cut]
+    return times, values
+
+
+def classify(
+    times: Sequence[float], values: Sequence[float], warmup_share: float = WARMUP_SHARE
+) -> Trend:
+    """Return the series' Trend: verdict, slope in bytes/s, R^2 (see the module docstring)."""
+    if len(values) < 3 or times[-1] <= times[0]:
+        return Trend("unknown", 0.0, 0.0)
+    times, values = without_final_release(*after_warmup(times, values, warmup_share))
+    if len(values) < 3:
+        return Trend("unknown", 0.0, 0.0)
+    line = fit_line(times, values)
+    start = times[0]
+    noise = noise_bytes(values)
+    if max(values) - min(values) < noise:
+        return Trend("stable", line.slope, line.r2, (), None, line.intercept, start)
+    releases = tuple(find_releases(times, values))
+    if len(releases) >= 2 and rises_gradually(values, releases):
+        troughs = fit_line([r.t_s for r in releases], [r.trough for r in releases])
+        climbing = troughs.slope * (releases[-1].t_s - releases[0].t_s) > noise
+        verdict: Verdict = "growing" if climbing else "sawtooth"
+        return Trend(verdict, line.slope, line.r2, releases, troughs.slope, line.intercept, start)
+    grew = line.slope * (times[-1] - times[0]) > noise
+    verdict = "growing" if grew and line.r2 >= GROWTH_R2 else "stable"
+    return Trend(verdict, line.slope, line.r2, (), None, line.intercept, start)
+
+
+def time_above(times: Sequence[float], values: Sequence[float], threshold: float) -> float:
+    """Return the seconds during which `values` was at or above `threshold`.
+
+    Each sample stands for the time until the next one; the last sample counts for nothing.
+    """
+    return sum(
+        t1 - t0 for t0, t1, v in zip(times, times[1:], values, strict=False) if v >= threshold
+    )
+
+
+class RunningFit:
+    """A least-squares line updated one point at a time in O(1), for a live trend."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.sx = self.sy = self.sxx = self.sxy = self.syy = 0.0
+        self.x0: float | None = None
+
+    def add(self, x: float, y: float) -> None:
+        """Add one point."""
+        # Shifted by the first x: epoch-sized x squared would lose all precision.
+        if self.x0 is None:
+            self.x0 = x
+        x -= self.x0
+        self.n += 1
+        self.sx += x
+        self.sy += y
+        self.sxx += x * x
+        self.sxy += x * y
+        self.syy += y * y
+
+    def line(self) -> LinearFit:
+        """Return the line through the points so far (slope per x unit, R^2)."""
+        n = self.n
+        sxx, syy = n * self.sxx - self.sx**2, n * self.syy - self.sy**2
+        if n < 2 or sxx <= 0:
+            return LinearFit(0.0, self.sy / n if n else 0.0, 0.0)
+        sxy = n * self.sxy - self.sx * self.sy
+        slope = sxy / sxx
+        r2 = sxy * sxy / (sxx * syy) if syy > 0 else 0.0
+        intercept = (self.sy - slope * self.sx) / n - slope * (self.x0 or 0.0)
+        return LinearFit(slope, intercept, min(max(r2, 0.0), 1.0))
