@@ -203,3 +203,22 @@ def test_engines_lists_parameters() -> None:
     proc = memdiag("engines")
     assert proc.returncode == 0
     assert "example" in proc.stdout and "--param records=200000" in proc.stdout
+
+
+def test_report_re_renders_a_saved_run(tmp_path: Path) -> None:
+    _, data = run_json(tmp_path, f"{JOBS}:phases")
+    png = tmp_path / "again.png"
+    proc = memdiag("report", str(tmp_path / "run.json"), "--plot", str(png))
+    assert proc.returncode == 0, proc.stderr
+    assert "peak RSS" in proc.stdout and data["target"] in proc.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_re_renders_a_saved_monitor(tmp_path: Path) -> None:
+    samples, png = tmp_path / "samples.jsonl", tmp_path / "monitor.png"
+    watched = [sys.executable, "-c", "import time; time.sleep(1)"]
+    proc = memdiag("monitor", "0.1", "0", "--out", str(samples), "--", *watched)
+    assert proc.returncode == 0, proc.stderr
+    proc = memdiag("report", str(samples), "--plot", str(png))
+    assert proc.returncode == 0, proc.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

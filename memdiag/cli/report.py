@@ -1,16 +1,21 @@
-"""memdiag report: re-render a saved sweep's report from its results.json.
+"""memdiag report: re-render a saved result: a sweep, a run, or a monitor.
 
 \b
-Nothing is re-run. Without options the saved findings are rendered as they are; with
---budget, --headroom, --reference or --predict the decision is recomputed from the saved
-runs first (results.json in --out is updated to match). Exit code 2 when the file is missing,
-corrupt, not a sweep, or from another memdiag version.
+Nothing is re-run. A sweep's results.json gets its whole report again (Markdown, HTML,
+PNGs); with --budget, --headroom, --reference or --predict the decision is recomputed from
+the saved runs first (results.json in --out is updated to match). A run (`memdiag run
+--json`) gets its summary, and its timeline with --plot. A monitor's samples.jsonl gets its
+summary (recomputed from the samples, so a monitor that was killed renders too), and its
+plot with --plot. Exit code 2 when the file is missing, corrupt, of an unknown kind, or from
+another memdiag version.
 
 \b
 Examples:
   memdiag report reports/import/results.json
   memdiag report reports/import/results.json --budget 256MB,4GB --headroom 70%
   memdiag report reports/import/results.json --out /tmp/review --quiet
+  memdiag report reports/run.json --plot run.png
+  memdiag report samples.jsonl --plot monitor.png
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from memdiag.cli.decision import (
     parse_predict,
     parse_reference,
 )
+from memdiag.errors import MemdiagError
 
 
 @click.command("report", help=__doc__)
@@ -34,7 +40,56 @@ from memdiag.cli.decision import (
 @decision_options(defaults=False)
 @click.option("--out", default=None, metavar="DIR", help="Where to write (default: beside it).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the decision matrix.")
-def command(results: str, out: str | None, quiet: bool, **decision: Any) -> int:
+@click.option(
+    "--plot",
+    "plot_path",
+    default=None,
+    metavar="PATH",
+    help="For a run or a monitor: write its plot as PNG.",
+)
+def command(
+    results: str, out: str | None, quiet: bool, plot_path: str | None, **decision: Any
+) -> int:
+    kind = _kind(results)
+    if kind == "monitor":
+        from memdiag.render.monitor_report import render_monitor_file
+
+        return render_monitor_file(results, plot_path)
+    if kind == "run":
+        return _render_run(results, plot_path)
+    return _render_sweep(results, out, quiet, decision)
+
+
+def _kind(path: str) -> str:
+    """Return the kind of a saved result from its first line or its `kind` field."""
+    try:
+        with open(path) as handle:
+            first = handle.readline()
+    except OSError as exc:
+        raise MemdiagError(f"{path}: {exc.strerror or exc}") from None
+    if '"kind": "monitor"' in first or '"kind":"monitor"' in first:
+        return "monitor"
+    from memdiag.model import load_json
+
+    return str(load_json(path, ("sweep", "run"))["kind"])
+
+
+def _render_run(path: str, plot_path: str | None) -> int:
+    from memdiag.analysis.peak import phase_peaks
+    from memdiag.model import load_run
+    from memdiag.render.terminal import TerminalRenderer
+
+    run = load_run(path)
+    TerminalRenderer().run(run, phase_peaks(run))
+    if plot_path:
+        from memdiag.render.png import PngRenderer
+
+        PngRenderer().timeline(run, plot_path)
+        click.echo(f"plot: {plot_path}")
+    return 0
+
+
+def _render_sweep(results: str, out: str | None, quiet: bool, decision: dict[str, Any]) -> int:
     from memdiag.model import load_sweep
     from memdiag.render.report import write_report
     from memdiag.render.terminal import TerminalRenderer
