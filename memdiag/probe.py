@@ -12,9 +12,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 __all__ = ["phase", "progress", "records"]
+
+# Called with the new phase's name at every phase boundary, before it is written: how
+# `memdiag snapshot --at-phase` snapshots the job at each boundary. Empty outside it.
+phase_hooks: list[Callable[[str | None], None]] = []
 
 # Progress lines are throttled: a job may report every record, 220k times.
 _PROGRESS_EVERY_S = 0.05
@@ -62,6 +67,8 @@ class _Phase:
     ) -> None:
         global _current
         _current = self.previous
+        for hook in phase_hooks:
+            hook(self.previous)
         _emit({"phase": self.previous})
 
 
@@ -69,6 +76,8 @@ def phase(name: str) -> _Phase:
     """Mark the start of phase `name`; as a context manager, restore the previous on exit."""
     global _current
     previous, _current = _current, str(name)
+    for hook in phase_hooks:
+        hook(_current)
     _emit({"phase": _current})
     return _Phase(_current, previous)
 

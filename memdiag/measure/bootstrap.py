@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_TARGET = 0, 1, 3
@@ -113,8 +114,17 @@ def describe_error(exc: BaseException) -> dict[str, Any]:
     }
 
 
-def call(spec: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """Call the target as `spec` says; return the result record and the exit code."""
+Runner = Callable[[Callable[..., Any], dict[str, Any]], Any]
+
+
+def call_once(func: Callable[..., Any], spec: dict[str, Any]) -> Any:
+    """The default runner: one call with the run's parameters; its return value."""
+    return func(**spec["params"])
+
+
+def call(spec: dict[str, Any], runner: Runner = call_once) -> tuple[dict[str, Any], int]:
+    """Run the target through `runner` as `spec` says; return the result record and the
+    exit code. Other child entry points (snapshot, leaks) pass a runner of their own."""
     try:
         func = load_function(spec["kind"], spec["location"], spec["function"])
         check_params(func, spec["params"])
@@ -129,7 +139,7 @@ def call(spec: dict[str, Any]) -> tuple[dict[str, Any], int]:
     )
     status, records, error = "ok", None, None
     try:
-        returned = func(**spec["params"])
+        returned = runner(func, spec)
         if isinstance(returned, int) and not isinstance(returned, bool):
             records = returned
     except MemoryError as exc:
@@ -147,10 +157,11 @@ def call(spec: dict[str, Any]) -> tuple[dict[str, Any], int]:
     return result, EXIT_OK if status == "ok" else EXIT_FAILED
 
 
-def main() -> None:
+def main(runner: Runner = call_once) -> None:
+    """Read the spec named on the command line, run, write the result file, exit."""
     with open(sys.argv[1]) as handle:
         spec = json.load(handle)
-    result, code = call(spec)
+    result, code = call(spec, runner)
     tmp = spec["result"] + ".tmp"
     with open(tmp, "w") as handle:
         json.dump(result, handle)

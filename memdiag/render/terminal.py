@@ -20,6 +20,18 @@ STATUS_STYLE = {
 }
 
 
+# A log or a CI job is not a terminal: tables there are not folded at 80 columns.
+LOG_WIDTH = 160
+
+
+def make_console() -> Console:
+    """Return the console every terminal renderer prints to: stdout, wide when not a TTY."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, LOG_WIDTH)
+    return console
+
+
 def _params(params: dict[str, object]) -> str:
     return " ".join(f"{k}={v}" for k, v in params.items()) or "(defaults)"
 
@@ -28,7 +40,7 @@ class TerminalRenderer:
     """Prints runs to a rich console (stdout unless given)."""
 
     def __init__(self, console: Console | None = None) -> None:
-        self.console = console or Console(highlight=False)
+        self.console = console or make_console()
 
     def run(self, run: Run, phases: list[PhasePeak]) -> None:
         style = STATUS_STYLE.get(run.status, "white")
@@ -64,9 +76,6 @@ class TerminalRenderer:
 
     def sweep(self, sweep: Sweep, full: bool = True) -> None:
         """Print the report; `full=False` prints only the decision matrix and the caveats."""
-        if not self.console.is_terminal:
-            # A log or a CI job is not a terminal: do not fold the tables at 80 columns.
-            self.console.width = max(self.console.width, 160)
         if full:
             for label, text in summary(sweep):
                 self.console.print(f"[dim]{label:>16}[/]  {text}")

@@ -1,0 +1,114 @@
+"""`memdiag snapshot`, `diff` and `leaks`: snapshot and diff of 1,000,000 objects, leaks cost."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PY = sys.executable
+# 333,334 instances, each with its own str and int: 1,000,000 live objects of the job.
+HOLD = """
+import json, sys, time, tracemalloc
+tracemalloc.start(8)
+class Rec:
+    def __init__(self, i):
+        self.i = i + 1000
+        self.name = "record-%d" % i
+held = [Rec(i) for i in range(333_334)]
+from memdiag.measure.snapshot import capture
+started = time.perf_counter()
+data = capture("bench")
+elapsed = time.perf_counter() - started
+open(sys.argv[1], "w").write(json.dumps(data))
+print(elapsed)
+"""
+CALLS = (
+    "from memdiag_plugins import player_sync\n"
+    "for _ in range(6): player_sync.run(records=500, variant='fixed')"
+)
+
+
+def timed(argv: list[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def snapshot_and_diff(repeats: int, tmp: Path) -> list[str]:
+    takes, diffs = [], []
+    for i in range(max(2, repeats)):
+        out = subprocess.run(
+            [PY, "-c", HOLD, str(tmp / f"s{i}.json")], capture_output=True, text=True, check=True
+        )
+        takes.append(float(out.stdout.strip()))
+    from memdiag.analysis.diff import compare_snapshots
+    from memdiag.model import load_snapshot
+
+    for _ in range(repeats):
+        started = time.perf_counter()
+        compare_snapshots(load_snapshot(tmp / "s0.json"), load_snapshot(tmp / "s1.json"))
+        diffs.append(time.perf_counter() - started)
+    counted = sum(t["count"] for t in json.loads((tmp / "s0.json").read_text())["types"])
+    return [
+        "| 1,000,000 live objects | median | goal |",
+        "| --- | ---: | --- |",
+        f"| snapshot in the child (sites, {counted:,} objects by type, RSS, USS) | "
+        f"{statistics.median(takes):.2f} s | ≤ 3 s |",
+        f"| diff of two such snapshots (load both + compare) | "
+        f"{statistics.median(diffs):.2f} s | ≤ 1 s |",
+    ]
+
+
+def slowdown(repeats: int, tmp: Path) -> list[str]:
+    leaks = [
+        PY,
+        "-m",
+        "memdiag",
+        "leaks",
+        "player-sync",
+        "--param",
+        "variant=fixed",
+        "--param",
+        "records=500",
+        "--iterations",
+        "6",
+        "--frames",
+        "5",
+    ]
+    cases = {
+        "bare": [PY, "-c", CALLS],
+        "tracemalloc": [PY, "-c", "import tracemalloc; tracemalloc.start(5)\n" + CALLS],
+        "memray": [PY, "-m", "memray", "run", "-q", "-f", "-o", str(tmp / "m.bin"), "-c", CALLS],
+        "leaks": leaks,
+    }
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, argv in cases.items():
+            times[name].append(timed(argv))
+    m = {name: statistics.median(values) for name, values in times.items()}
+    rows = [
+        "| player-sync fixed, 6 calls of 500 records | median wall | vs bare |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, label in (
+        ("bare", "bare `python -c` (6 calls)"),
+        ("tracemalloc", "tracemalloc alone, 5 frames"),
+        ("memray", "`memray run`"),
+        ("leaks", "`memdiag leaks --iterations 6 --frames 5` (7 snapshots + analysis)"),
+    ):
+        rows.append(f"| {label} | {m[name]:.2f} s | {m[name] / m['bare']:.1f}x |")
+    return rows
+
+
+def run(repeats: int) -> str:
+    repeats = max(1, min(repeats, 3))
+    with tempfile.TemporaryDirectory() as tmp:
+        lines = ["## snapshot, diff, leaks", "", "`python benchmarks/run.py --only snapshot`", ""]
+        lines += [*snapshot_and_diff(repeats, Path(tmp)), ""]
+        lines += [*slowdown(repeats, Path(tmp)), ""]
+    return "\n".join(lines)

@@ -1,0 +1,275 @@
+"""Finds leaks in a series of snapshots, one per iteration (or per interval of time).
+
+The rule, for every allocation site and every object type, over the snapshots after warm-up:
+
+- it grew in nearly every interval: at least `growth_share` (80%) of them, and at least 3;
+- its least-squares slope is at least `min_growth_bytes` per iteration (4 KB by default)
+  and it holds at least one more object (memory block) per iteration.
+
+Caches that warm up (`re`, `typing`, SQLAlchemy's compiled statements) grow in the first
+calls and then stop: after warm-up they grow in few intervals. Free lists and allocator
+pools change RSS, not live objects. Per-call churn is collected before each snapshot. What
+remains, growing call after call, is held by something that outlives the call.
+
+Native growth: RSS that grows in nearly every interval by at least `native_min_bytes` more
+than the Python heap (tracemalloc's traced memory and its own overhead) and by at least half
+the Python heap's own growth: memory that no Python allocation accounts for.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from memdiag.model import SCHEMA_VERSION, Snapshot
+
+KB, MB = 1024, 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LeakSettings:
+    """The detection rule's thresholds (see the module docstring)."""
+
+    warmup: int = 2
+    min_growth_bytes: int = 64 * KB
+    growth_share: float = 0.8
+    min_intervals: int = 3
+    native_min_bytes: int = 1 * MB
+
+
+@dataclass(frozen=True)
+class Trend:
+    """A series' growth: least-squares slope per step, and how many steps grew."""
+
+    per_step: float
+    grew: int
+    steps: int
+    first: float
+    last: float
+
+
+@dataclass
+class SiteLeak:
+    """An allocation line whose live memory grows call after call."""
+
+    site: str
+    traceback: list[list[Any]]
+    bytes_per_iteration: float
+    objects_per_iteration: float
+    size_bytes: int
+    count: int
+    grew: int
+    intervals: int
+    type: str | None = None
+    chain: dict[str, Any] | None = None
+
+
+@dataclass
+class TypeLeak:
+    """An object type whose live count grows call after call, and what keeps it alive."""
+
+    name: str
+    objects_per_iteration: float
+    bytes_per_iteration: float
+    count: int
+    size_bytes: int
+    grew: int
+    intervals: int
+    site: str | None = None
+    chain: dict[str, Any] | None = None
+
+
+@dataclass
+class NativeGrowth:
+    """RSS growing faster than the Python heap, per iteration, in bytes."""
+
+    rss_per_iteration: float
+    heap_per_iteration: float
+    native_per_iteration: float
+    grew: int
+    intervals: int
+
+
+@dataclass
+class LeakReport:
+    """What `find_leaks` concluded from a series of snapshots."""
+
+    target: str
+    params: dict[str, Any]
+    snapshots: int
+    warmup: int
+    unit: str
+    settings: dict[str, Any]
+    rss_first_bytes: int
+    rss_last_bytes: int
+    heap_first_bytes: int | None
+    heap_last_bytes: int | None
+    sites: list[SiteLeak] = field(default_factory=list)
+    types: list[TypeLeak] = field(default_factory=list)
+    native: NativeGrowth | None = None
+    status: str = "ok"
+    error: str | None = None
+
+    @property
+    def found(self) -> bool:
+        """True when anything leaks, in Python objects or natively."""
+        return bool(self.sites or self.types or self.native)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form (`kind: "leak-report"`), read by CI gates."""
+        data = asdict(self)
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "leak-report",
+            "found": self.found,
+            **data,
+        }
+
+
+def trend(values: Sequence[float]) -> Trend:
+    """Return the least-squares slope of `values` per step and the number of steps that grew."""
+    n = len(values)
+    steps = n - 1
+    if steps < 1:
+        return Trend(0.0, 0, 0, values[0] if values else 0.0, values[-1] if values else 0.0)
+    mean_x, mean_y = steps / 2, math.fsum(values) / n
+    num = math.fsum((i - mean_x) * (v - mean_y) for i, v in enumerate(values))
+    den = math.fsum((i - mean_x) ** 2 for i in range(n))
+    grew = sum(1 for a, b in itertools.pairwise(values) if b > a)
+    return Trend(num / den, grew, steps, values[0], values[-1])
+
+
+def _grows(t: Trend, settings: LeakSettings) -> bool:
+    needed = max(settings.min_intervals, math.ceil(settings.growth_share * t.steps))
+    return t.steps >= settings.min_intervals and t.grew >= needed
+
+
+def _series(
+    snaps: Sequence[Snapshot], pick: Callable[[Snapshot], dict[str, Any]]
+) -> dict[str, list[Any]]:
+    """Return {key: [entry or None per snapshot]} for every key seen in any snapshot."""
+    table: dict[str, list[Any]] = {}
+    for i, snap in enumerate(snaps):
+        for key, entry in pick(snap).items():
+            table.setdefault(key, [None] * len(snaps))[i] = entry
+    return table
+
+
+def site_leaks(snaps: Sequence[Snapshot], settings: LeakSettings) -> list[SiteLeak]:
+    """Return the allocation sites that leak, largest growth per iteration first."""
+    found = []
+    for key, entries in _series(snaps, lambda s: {x.key: x for x in s.sites}).items():
+        size = trend([e.size_bytes if e else 0 for e in entries])
+        count = trend([e.count if e else 0 for e in entries])
+        if not _grows(size, settings) or size.per_step < settings.min_growth_bytes:
+            continue
+        if count.per_step < 1:
+            continue
+        last = next(e for e in reversed(entries) if e)
+        found.append(
+            SiteLeak(
+                key,
+                last.traceback,
+                round(size.per_step, 1),
+                round(count.per_step, 2),
+                last.size_bytes,
+                last.count,
+                size.grew,
+                size.steps,
+            )
+        )
+    return sorted(found, key=lambda x: -x.bytes_per_iteration)
+
+
+def type_leaks(snaps: Sequence[Snapshot], settings: LeakSettings) -> list[TypeLeak]:
+    """Return the object types that leak, largest growth per iteration first."""
+    found = []
+    for name, entries in _series(snaps, lambda s: {t.name: t for t in s.types}).items():
+        count = trend([e.count if e else 0 for e in entries])
+        size = trend([e.size_bytes if e else 0 for e in entries])
+        if not _grows(count, settings) or count.per_step < 1:
+            continue
+        if size.per_step < settings.min_growth_bytes:
+            continue
+        last = next(e for e in reversed(entries) if e)
+        found.append(
+            TypeLeak(
+                name,
+                round(count.per_step, 2),
+                round(size.per_step, 1),
+                last.count,
+                last.size_bytes,
+                count.grew,
+                count.steps,
+            )
+        )
+    return sorted(found, key=lambda x: -x.bytes_per_iteration)
+
+
+def native_growth(snaps: Sequence[Snapshot], settings: LeakSettings) -> NativeGrowth | None:
+    """Return the RSS growth no Python allocation accounts for, None when there is none."""
+    rss = trend([s.rss_bytes for s in snaps])
+    python = [(s.heap_bytes or 0) + (s.tracemalloc_bytes or 0) for s in snaps]
+    heap = trend(python)
+    native = rss.per_step - max(heap.per_step, 0.0)
+    if not _grows(rss, settings) or native < settings.native_min_bytes:
+        return None
+    if native < 0.5 * heap.per_step:
+        return None
+    return NativeGrowth(
+        round(rss.per_step), round(heap.per_step), round(native), rss.grew, rss.steps
+    )
+
+
+def grown_types(snaps: Sequence[Snapshot]) -> set[str]:
+    """Return the names of the types with more live objects in the last snapshot than the first."""
+    if len(snaps) < 2:
+        return set()
+    first = {t.name: t.count for t in snaps[0].types}
+    return {t.name for t in snaps[-1].types if t.count > first.get(t.name, 0)}
+
+
+def find_leaks(
+    snaps: Sequence[Snapshot],
+    settings: LeakSettings | None = None,
+    evidence: dict[str, Any] | None = None,
+    unit: str = "iteration",
+) -> LeakReport:
+    """Return the leaks in `snaps` (one per iteration), warm-up snapshots left out.
+
+    `evidence` (from the measured child) names the type at each site and the reference
+    chains: {"sites": {site: {"type", "chain"}}, "types": {name: {"site", "chain"}}}.
+    """
+    settings = settings or LeakSettings()
+    if not snaps:
+        raise ValueError("no snapshots to look for leaks in")
+    window = list(snaps[settings.warmup :]) if len(snaps) > settings.warmup else list(snaps[-1:])
+    report = LeakReport(
+        target=snaps[0].target,
+        params=dict(snaps[0].params),
+        snapshots=len(snaps),
+        warmup=settings.warmup,
+        unit=unit,
+        settings=asdict(settings),
+        rss_first_bytes=window[0].rss_bytes,
+        rss_last_bytes=window[-1].rss_bytes,
+        heap_first_bytes=window[0].heap_bytes,
+        heap_last_bytes=window[-1].heap_bytes,
+        sites=site_leaks(window, settings),
+        types=type_leaks(window, settings),
+        native=native_growth(window, settings),
+    )
+    _attach(report, evidence or {})
+    return report
+
+
+def _attach(report: LeakReport, evidence: dict[str, Any]) -> None:
+    for site in report.sites:
+        found = evidence.get("sites", {}).get(site.site, {})
+        site.type, site.chain = found.get("type"), found.get("chain")
+    for kind in report.types:
+        found = evidence.get("types", {}).get(kind.name, {})
+        kind.site, kind.chain = found.get("site"), found.get("chain")

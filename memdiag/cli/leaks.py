@@ -1,0 +1,197 @@
+"""memdiag leaks: growth per iteration, named down to file:line, object type and owner.
+
+\b
+A Python TARGET is called --iterations times in one fresh child, with tracemalloc on, and
+snapshotted after each call. After --warmup calls, a site or type leaks when it grew in
+at least 80% of the calls by at least --min-growth per call (least-squares slope): caches
+that warm up stop growing, and per-call garbage is collected before each snapshot. For the
+leading leaks, the report names the type allocated at the line and the chain of references
+from a module global, class attribute or closure that keeps it alive (a PNG too with
+--out, when graphviz's `dot` is installed). RSS growing faster than the Python heap is
+reported as native growth.
+
+\b
+--every SECONDS: snapshot a long-running Python target every SECONDS during one call, or
+sample an external command's RSS (-- CMD) every SECONDS for --iterations intervals.
+
+\b
+Exit code 1 when leaks are found, 0 when none (--no-fail: always 0), 2 on bad input.
+
+\b
+Examples:
+  memdiag leaks player-sync --param variant=leaky --param records=1000 --iterations 8
+  memdiag leaks mypkg.jobs:sync --iterations 20 --json reports/leaks.json --markdown leaks.md
+  memdiag leaks record-sync --vary seed --iterations 8
+  memdiag leaks --every 2 --iterations 30 -- node service.js
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import click
+
+from memdiag.cli.common import (
+    TargetCommand,
+    collect_params,
+    external_command,
+    positive,
+    target_options,
+)
+from memdiag.errors import MemdiagError
+from memdiag.units import parse_size
+
+if TYPE_CHECKING:
+    from memdiag.analysis.leaks import LeakReport
+
+
+@click.command("leaks", cls=TargetCommand, help=__doc__)
+@target_options
+@click.option(
+    "--iterations",
+    "-n",
+    type=click.IntRange(1),
+    default=10,
+    show_default=True,
+    help="Calls of the target (or intervals with --every).",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(0),
+    default=2,
+    show_default=True,
+    help="First calls left out: caches warm up there.",
+)
+@click.option(
+    "--every",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Snapshot or sample every SECONDS during one run instead of per call.",
+)
+@click.option(
+    "--vary",
+    default=None,
+    metavar="NAME",
+    help="Add the call number to parameter NAME, so every call gets fresh input.",
+)
+@click.option(
+    "--frames",
+    type=click.IntRange(1, 100),
+    default=5,
+    show_default=True,
+    help="Traceback frames recorded per allocation.",
+)
+@click.option(
+    "--min-growth",
+    default="64KB",
+    show_default=True,
+    metavar="SIZE",
+    help="Smallest growth per iteration reported as a Python leak.",
+)
+@click.option(
+    "--native-min",
+    default="1MB",
+    show_default=True,
+    metavar="SIZE",
+    help="Smallest RSS growth beyond the Python heap reported as native growth.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    metavar="DIR",
+    help="Keep the snapshots and the reference-chain PNGs in DIR.",
+)
+@click.option("--json", "json_path", default=None, metavar="PATH", help="Write findings as JSON.")
+@click.option(
+    "--markdown",
+    "markdown_path",
+    default=None,
+    metavar="PATH",
+    help="Write the report as Markdown.",
+)
+@click.option("--timeout", type=float, default=None, help="Stop the whole run after SECONDS.")
+@click.option("--no-fail", is_flag=True, help="Exit 0 even when leaks are found.")
+@click.pass_context
+def command(
+    ctx: click.Context,
+    target: str | None,
+    params: tuple[str, ...],
+    batch: str | None,
+    concurrency: str | None,
+    iterations: int,
+    warmup: int,
+    every: float | None,
+    vary: str | None,
+    frames: int,
+    min_growth: str,
+    native_min: str,
+    out_dir: str | None,
+    json_path: str | None,
+    markdown_path: str | None,
+    timeout: float | None,
+    no_fail: bool,
+) -> int:
+    from memdiag.analysis.leaks import LeakSettings, find_leaks
+    from memdiag.measure.tracked import LeakPlan, leak_series
+    from memdiag.targets import parse_target
+
+    parsed = parse_target(target, external_command(ctx))
+    values = collect_params(params, batch, concurrency)
+    settings = LeakSettings(
+        warmup=warmup,
+        min_growth_bytes=parse_size(min_growth),
+        native_min_bytes=parse_size(native_min),
+    )
+    if every is None and iterations < warmup + settings.min_intervals:
+        raise MemdiagError(
+            f"--iterations {iterations} is too few: {warmup} warm-up calls plus at least "
+            f"{settings.min_intervals} to see growth (try --iterations {warmup + 6})"
+        )
+    if vary and vary not in values and not parsed.is_python:
+        raise MemdiagError(f"--vary {vary}: no --param {vary} to vary")
+    plan = LeakPlan(
+        iterations=iterations,
+        every=positive("--every", every),
+        frames=frames,
+        vary=vary,
+        settings=settings,
+        graphs_dir=out_dir,
+        keep_dir=out_dir,
+        timeout=positive("--timeout", timeout),
+    )
+    series = leak_series(parsed, values, plan)
+    unit = "iteration" if every is None else "interval"
+    if not series.snapshots:
+        error = series.run.error
+        raise MemdiagError(
+            f"no snapshot taken: {error.type}: {error.message}" if error else "no snapshot taken",
+            exit_code=1,
+        )
+    report = find_leaks(series.snapshots, settings, series.evidence, unit=unit)
+    if series.run.error and series.run.status != "timeout":
+        report.status, report.error = (
+            series.run.status,
+            f"{series.run.error.type}: {series.run.error.message}",
+        )
+    _render(report, json_path, markdown_path)
+    if no_fail:
+        return 0
+    return 1 if report.found or report.error else 0
+
+
+def _render(report: LeakReport, json_path: str | None, markdown_path: str | None) -> None:
+    from memdiag.render.leaks_view import LeakMarkdownRenderer, LeakTerminalRenderer
+
+    LeakTerminalRenderer().report(report)
+    if json_path:
+        from memdiag.model import write_json_atomic
+
+        click.echo(f"json: {write_json_atomic(json_path, report.to_dict())}")
+    if markdown_path:
+        from pathlib import Path
+
+        Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(markdown_path).write_text(LeakMarkdownRenderer().report(report))
+        click.echo(f"markdown: {markdown_path}")

@@ -1,0 +1,184 @@
+"""Takes a snapshot of the current process: RSS, USS, Python heap, sites, types, GC.
+
+Runs inside the measured child, standard library only. Sites come from tracemalloc (started
+by the caller with the frames wanted); types from the garbage collector's objects plus the
+objects they refer to directly, since strings, bytes and numbers are never tracked by the
+GC and are often exactly what leaks (error messages, buffers).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from memdiag.measure.procview import uss_bytes
+from memdiag.model import SCHEMA_VERSION
+
+# Enough sites that a leak still small at the first snapshot is already in the list.
+SITES_KEPT = 500
+# memdiag's own allocations in the child (this capture, the child entry) are not the job's.
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+_SKIPPED_FILES = (tracemalloc.__file__, "<frozen importlib._bootstrap>", "<unknown>")
+
+
+def type_name(kind: type) -> str:
+    """Return `module.QualName` for a class, the bare name for builtins."""
+    module = getattr(kind, "__module__", "builtins")
+    name = getattr(kind, "__qualname__", kind.__name__)
+    return name if module == "builtins" else f"{module}.{name}"
+
+
+def live_objects() -> list[Any]:
+    """Return the GC's objects plus the untracked objects they refer to, each once."""
+    tracked = gc.get_objects()
+    seen: dict[int, Any] = {}
+    frontier: Iterable[Any] = gc.get_referents(*tracked)
+    # Two levels: a str inside an untracked tuple (untracked: it holds only atomics) counts.
+    for _ in range(2):
+        containers = []
+        for obj in frontier:
+            if not gc.is_tracked(obj) and id(obj) not in seen:
+                seen[id(obj)] = obj
+                if type(obj) in (tuple, dict):
+                    containers.append(obj)
+        frontier = gc.get_referents(*containers) if containers else ()
+    tracked.extend(seen.values())
+    return tracked
+
+
+def type_stats(objects: list[Any]) -> list[dict[str, Any]]:
+    """Return [{name, count, size_bytes}] per type, largest total size first."""
+    counts: dict[type, int] = {}
+    sizes: dict[type, int] = {}
+    getsizeof = sys.getsizeof
+    for obj in objects:
+        kind = type(obj)
+        counts[kind] = counts.get(kind, 0) + 1
+        try:
+            sizes[kind] = sizes.get(kind, 0) + getsizeof(obj)
+        except TypeError:  # a C object without a size: count it anyway
+            sizes.setdefault(kind, 0)
+    merged: dict[str, list[int]] = {}
+    for kind, count in counts.items():
+        entry = merged.setdefault(type_name(kind), [0, 0])
+        entry[0] += count
+        entry[1] += sizes[kind]
+    rows = [{"name": n, "count": c, "size_bytes": s} for n, (c, s) in merged.items()]
+    return sorted(rows, key=lambda r: -r["size_bytes"])
+
+
+def _is_own(filename: str) -> bool:
+    return filename.startswith(_OWN_DIR) or filename in _SKIPPED_FILES
+
+
+def site_stats(snapshot: tracemalloc.Snapshot, keep: int = SITES_KEPT) -> list[dict[str, Any]]:
+    """Return the `keep` largest allocation lines, each with its largest traceback.
+
+    Grouped by the allocating line, not the whole traceback: one line called from many
+    places is one site, shown with the call path that holds the most of it.
+    """
+    by_line: dict[tuple[str, int], list[Any]] = {}
+    for stat in snapshot.statistics("traceback"):
+        frame = stat.traceback[-1]
+        if _is_own(frame.filename):
+            continue
+        entry = by_line.get((frame.filename, frame.lineno))
+        if entry is None:
+            by_line[(frame.filename, frame.lineno)] = [stat.size, stat.count, stat.traceback]
+        else:
+            entry[0] += stat.size
+            entry[1] += stat.count  # statistics() come largest first: keep the first path
+    top = sorted(by_line.values(), key=lambda e: -e[0])[:keep]
+    return [
+        {
+            "traceback": [[f.filename, f.lineno] for f in tb],
+            "size_bytes": size,
+            "count": count,
+        }
+        for size, count, tb in top
+    ]
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def capture(label: str, phase: str | None = None, types: bool = True) -> dict[str, Any]:
+    """Return a snapshot of this process as the JSON form of `memdiag.model.Snapshot`.
+
+    Collects garbage first: a cycle waiting for the collector is not a leak. Sites and
+    types are computed in a forked copy of the process (see `in_fork`).
+    """
+    gc.collect()
+    traced = tracemalloc.is_tracing()
+    data = {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "snapshot",
+        "label": label,
+        "time_s": time.time(),
+        "phase": phase,
+        "pid": os.getpid(),
+        "rss_bytes": _rss_bytes(),
+        "uss_bytes": uss_bytes(),
+        "heap_bytes": tracemalloc.get_traced_memory()[0] if traced else None,
+        "tracemalloc_bytes": tracemalloc.get_tracemalloc_memory() if traced else None,
+        "frames": tracemalloc.get_traceback_limit() if traced else 0,
+        "gc_counts": list(gc.get_count()),
+        "gc_collections": [s["collections"] for s in gc.get_stats()],
+    }
+    data.update(_in_fork(traced, types))
+    return data
+
+
+def _contents(traced: bool, types: bool) -> dict[str, Any]:
+    # Sites first, and the raw snapshot dropped before the types are counted: its million
+    # trace tuples are not the job's objects.
+    snap = tracemalloc.take_snapshot() if traced else None
+    tracemalloc.stop()
+    sites = site_stats(snap) if snap is not None else []
+    del snap
+    return {"sites": sites, "types": type_stats(live_objects()) if types else []}
+
+
+def _in_fork(traced: bool, types: bool) -> dict[str, Any]:
+    return in_fork(lambda: _contents(traced, types))
+
+
+def in_fork(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Return `compute()`, run in a forked copy of this process and sent back as JSON.
+
+    Under tracemalloc every allocation of the computation itself would be traced, 5 to 10
+    times slower: the copy may stop tracing once it has read what it needs, and whatever
+    it allocates never reaches the job's process and heap.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the copy: compute, send, exit without running any cleanup
+        code = 0
+        try:
+            os.close(read_fd)
+            gc.disable()
+            payload = json.dumps(compute()).encode()
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(payload)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as source:
+        payload = source.read()
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or not payload:
+        raise RuntimeError("a snapshot's forked copy failed (its traceback is above)")
+    result: dict[str, Any] = json.loads(payload)
+    return result

@@ -1,0 +1,145 @@
+"""Snapshot series of a target: before/after one call, per iteration, or per interval.
+
+Python targets run in `memdiag.measure.tracked_child` behind the same launcher as
+`memdiag run` (so the run's own figures stay exact); external commands are sampled from
+outside, their RSS every interval. Every function returns the Run and the snapshots.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memdiag.analysis.leaks import LeakSettings
+from memdiag.errors import MemdiagError
+from memdiag.measure import tracked_child
+from memdiag.measure.child import MeasurementInterrupted, RunOptions, measure_run
+from memdiag.model import Run, Snapshot, load_json, load_snapshot
+from memdiag.targets import Target
+
+
+@dataclass(frozen=True)
+class LeakPlan:
+    """How to look for leaks: calls (or intervals), settings, and what to keep."""
+
+    iterations: int = 10
+    every: float | None = None
+    frames: int = 8
+    vary: str | None = None
+    settings: LeakSettings = field(default_factory=LeakSettings)
+    graphs_dir: str | None = None
+    keep_dir: str | None = None
+    timeout: float | None = None
+
+
+@dataclass
+class Series:
+    """A measured run, its snapshots in order, and what the child found in the live process."""
+
+    run: Run
+    snapshots: list[Snapshot]
+    evidence: dict[str, Any]
+
+
+def _measure(target: Target, params: dict[str, Any], options: RunOptions) -> Run:
+    try:
+        return measure_run(target, params, options)
+    except MeasurementInterrupted as stopped:
+        return stopped.run
+
+
+def snapshot_target(
+    target: Target,
+    params: dict[str, Any],
+    out_dir: str | Path,
+    frames: int = 8,
+    at_phase: bool = False,
+    memray_path: str | None = None,
+    native: bool = False,
+) -> Series:
+    """Run `target` once; return the snapshots written to `out_dir` (before, phases, after)."""
+    if not target.is_python:
+        raise MemdiagError("snapshot of an external command: use --pid, or memdiag leaks --every")
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for old in [*out.glob("phase-*.json"), out / "before.json", out / "after.json"]:
+        old.unlink(missing_ok=True)  # a previous run's phases must not mix with this one's
+    extra = {"mode": "snapshot", "out": str(out), "frames": frames, "at_phase": at_phase}
+    run = _measure(target, params, _options(target, extra, memray_path, native))
+    names = ["before.json", *sorted(p.name for p in out.glob("phase-*.json")), "after.json"]
+    snaps = [load_snapshot(out / name) for name in names if (out / name).exists()]
+    return Series(run, snaps, {})
+
+
+def leak_series(target: Target, params: dict[str, Any], plan: LeakPlan) -> Series:
+    """Return the snapshots after each iteration (or interval) and the child's evidence."""
+    if not target.is_python:
+        return _command_series(target, params, plan)
+    work = Path(plan.keep_dir or tempfile.mkdtemp(prefix="memdiag-leaks-")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    for old in work.glob("iter-*.json"):
+        old.unlink()
+    extra = {
+        "mode": "every" if plan.every else "leaks",
+        "out": str(work),
+        "frames": plan.frames,
+        "iterations": plan.iterations,
+        "every": plan.every,
+        "vary": plan.vary,
+        "settings": asdict(plan.settings),
+        "graphs_dir": plan.graphs_dir and str(Path(plan.graphs_dir).resolve()),
+        "target": target.text,
+    }
+    try:
+        run = _measure(target, params, _options(target, extra, timeout=plan.timeout))
+        snaps = [load_snapshot(p) for p in sorted(work.glob("iter-*.json"))]
+        evidence_path = work / "evidence.json"
+        evidence = load_json(evidence_path, ("evidence",)) if evidence_path.exists() else {}
+    finally:
+        if plan.keep_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    return Series(run, snaps, evidence)
+
+
+def _options(
+    target: Target,
+    extra: dict[str, Any],
+    memray_path: str | None = None,
+    native: bool = False,
+    timeout: float | None = None,
+) -> RunOptions:
+    extra.setdefault("target", target.text)
+    return RunOptions(
+        child_module=tracked_child.__name__,
+        extra=extra,
+        memray_path=memray_path,
+        native=native,
+        timeout=timeout,
+    )
+
+
+def _command_series(target: Target, params: dict[str, Any], plan: LeakPlan) -> Series:
+    """Sample an external command's process tree every `plan.every` seconds.
+
+    A service that never exits is stopped after `iterations` intervals: the timeout here is
+    how the series ends, not a failure.
+    """
+    every = plan.every or 1.0
+    limit = plan.timeout or every * (plan.iterations + 0.5)
+    run = _measure(target, params, RunOptions(interval=every, timeout=limit))
+    snaps = [
+        Snapshot(
+            label=f"{s.t_s:g} s",
+            time_s=s.t_s,
+            target=target.text,
+            params=dict(params),
+            phase=s.phase,
+            rss_bytes=s.rss_bytes,
+        )
+        for s in run.timeline
+        if s.rss_bytes > 0
+    ]
+    return Series(run, snaps, {})

@@ -1,0 +1,202 @@
+"""The measured child of `memdiag snapshot` and `memdiag leaks`: the target under tracemalloc.
+
+Run through memdiag's launcher as `python -m memdiag.measure.tracked_child SPEC.json`, as
+`memdiag.measure.bootstrap` is, whose target loading, GC timing and result file it shares.
+`spec["extra"]` says what to do:
+
+- `mode: "snapshot"`: snapshot before the call, at each probe phase boundary (`at_phase`),
+  after it;
+- `mode: "leaks"`: call the target `iterations` times, snapshot after each; then, in the
+  still-live process, name the type allocated at each leaking site and the chain of
+  references that keeps the leading leaking types alive;
+- `mode: "every"`: call it once, snapshot every `every` seconds while it runs.
+
+Each snapshot is written to `out` at once and dropped: a list of snapshots kept here would
+itself grow every iteration. Standard library only, but objgraph for `graphs_dir`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from memdiag.measure import bootstrap
+from memdiag.measure.snapshot import capture, in_fork
+from memdiag.model import SCHEMA_VERSION
+
+Job = dict[str, Any]
+
+
+def _save(job: Job, name: str, label: str, phase: str | None = None) -> None:
+    data = capture(label, phase, types=job.get("types", True))
+    data["target"], data["params"] = job["target"], job["params"]
+    _write(Path(job["out"]) / name, data)
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    # Compact and without fsync: this runs between the job's calls, under tracemalloc.
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def _records(returned: Any) -> int:
+    return returned if isinstance(returned, int) and not isinstance(returned, bool) else 0
+
+
+def run_snapshot(func: Any, job: Job) -> int:
+    """Snapshot before, at each phase boundary, and after one call; return its records."""
+    from memdiag import probe
+
+    boundaries = [0]
+
+    def on_phase(name: str | None) -> None:
+        boundaries[0] += 1
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name))
+        _save(job, f"phase-{boundaries[0]:02d}-{slug}.json", f"phase {name}", name)
+
+    _save(job, "before.json", "before")
+    if job.get("at_phase"):
+        probe.phase_hooks.append(on_phase)
+    try:
+        returned = func(**job["params"])
+    finally:
+        if on_phase in probe.phase_hooks:
+            probe.phase_hooks.remove(on_phase)
+    _save(job, "after.json", "after")
+    return _records(returned)
+
+
+def run_leaks(func: Any, job: Job) -> int:
+    """Call the target `iterations` times, snapshot after each; name what leaks."""
+    records = 0
+    _save(job, "iter-000.json", "iteration 0")
+    vary = job.get("vary")
+    for i in range(1, job["iterations"] + 1):
+        params = dict(job["params"])
+        if vary:
+            params[vary] = params.get(vary, 0) + i  # fresh input per call, as a service gets
+        records += _records(func(**params))
+        del params
+        _save(job, f"iter-{i:03d}.json", f"iteration {i}")
+    _write(Path(job["out"]) / "evidence.json", {**_KIND, **in_fork(lambda: _evidence(job))})
+    return records
+
+
+def run_every(func: Any, job: Job) -> int:
+    """Call the target once; snapshot every `every` seconds while it runs."""
+    done = threading.Event()
+    taken = [0]
+
+    def watch() -> None:
+        while not done.wait(job["every"]):
+            taken[0] += 1
+            _save(job, f"iter-{taken[0]:03d}.json", f"{taken[0] * job['every']:g} s")
+
+    _save(job, "iter-000.json", "0 s")
+    watcher = threading.Thread(target=watch, name="snapshots", daemon=True)
+    watcher.start()
+    try:
+        records = _records(func(**job["params"]))
+    finally:
+        done.set()
+        watcher.join()
+    _write(Path(job["out"]) / "evidence.json", {**_KIND, **in_fork(lambda: _evidence(job))})
+    return records
+
+
+def _evidence(job: Job) -> dict[str, Any]:
+    """Return the leaking sites' types and the leading leaks' reference chains.
+
+    Runs in a fork (`in_fork`): it reads the object tracebacks it needs, then stops
+    tracing and walks the heap at full speed.
+    """
+    from memdiag.analysis.leaks import LeakSettings, find_leaks, grown_types
+    from memdiag.measure import refchain
+    from memdiag.model import Snapshot, load_json
+
+    paths = sorted(Path(job["out"]).glob("iter-*.json"))
+    snaps = [Snapshot.from_dict(load_json(p, ("snapshot",))) for p in paths]
+    settings = LeakSettings(**job["settings"])
+    report = find_leaks(snaps, settings)
+    chains = job.get("chains", 3)
+    sites = [_site(s.site) for s in report.sites[: chains * 2]]
+    names = [t.name for t in report.types[:chains]]
+    if not sites and not names:
+        return {"sites": {}, "types": {}}
+    found = refchain.Evidence(set(sites), set(names), grown_types(snaps[settings.warmup :]))
+    del snaps
+    tracemalloc.stop()
+    groups = {f"site-{i + 1}": found.site_samples.get(s, []) for i, s in enumerate(sites[:chains])}
+    origins = {}
+    for index, name in enumerate(names):
+        origins[name], groups[f"type-{index + 1}"] = found.type_samples(name, sites)
+    walked = refchain.find_paths(groups)
+    evidence: dict[str, Any] = {"sites": {}, "types": {}}
+    for index, site in enumerate(sites):
+        evidence["sites"][f"{site[0]}:{site[1]}"] = {
+            "type": found.dominant_type(site),
+            "chain": _chain(walked.get(f"site-{index + 1}"), job, f"site-{index + 1}"),
+        }
+    for index, name in enumerate(names):
+        origin = origins[name]
+        evidence["types"][name] = {
+            "site": f"{origin[0]}:{origin[1]}" if origin else None,
+            "chain": _chain(walked.get(f"type-{index + 1}"), job, f"type-{index + 1}"),
+        }
+    return evidence
+
+
+def _site(key: str) -> tuple[str, int]:
+    filename, _, line = key.rpartition(":")
+    return filename, int(line)
+
+
+def _chain(path: list[Any] | None, job: Job, stem: str) -> dict[str, Any] | None:
+    from memdiag.measure import refchain
+
+    if path is None:
+        return None
+    chain = refchain.describe(path)
+    graphs = job.get("graphs_dir")
+    if graphs:
+        chain["png"] = _draw(path, Path(graphs) / f"chain-{stem}.png")
+    return chain
+
+
+def _draw(path: list[Any], png: Path) -> str | None:
+    """Return the PNG of the chain drawn by objgraph through graphviz, None without them."""
+    import shutil
+
+    if shutil.which("dot") is None:
+        return None
+    try:
+        import objgraph
+    except ImportError:
+        return None
+    png.parent.mkdir(parents=True, exist_ok=True)
+    objgraph.show_chain(path[1:], filename=str(png))
+    return str(png) if png.exists() else None
+
+
+_KIND = {"schema_version": SCHEMA_VERSION, "kind": "evidence"}
+MODES = {"snapshot": run_snapshot, "leaks": run_leaks, "every": run_every}
+
+
+def run_tracked(func: Any, spec: dict[str, Any]) -> int:
+    """Run the mode `spec["extra"]` names under tracemalloc, started after the imports."""
+    job: Job = {**spec["extra"], "params": spec["params"]}
+    tracemalloc.start(job.get("frames", 8))
+    try:
+        return MODES[job["mode"]](func, job)
+    finally:
+        tracemalloc.stop()
+
+
+if __name__ == "__main__":
+    bootstrap.main(run_tracked)

@@ -1,0 +1,185 @@
+"""The leak report for the terminal (rich) and as Markdown, from one set of formatted rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from memdiag.analysis.leaks import LeakReport, NativeGrowth
+from memdiag.render.snapshot_view import MACHINERY, short_path, site_text
+from memdiag.render.terminal import make_console
+from memdiag.units import format_size
+
+SITE_COLUMNS = ["site", "type", "per iteration", "objects/iter", "grew in", "live now"]
+TYPE_COLUMNS = ["type", "objects/iter", "per iteration", "grew in", "live objects", "allocated at"]
+
+
+@dataclass
+class LeakView:
+    """The report's words and tables, formatted once for every renderer."""
+
+    headline: str
+    summary: list[tuple[str, str]]
+    site_rows: list[list[str]]
+    site_details: list[list[str]]
+    type_rows: list[list[str]]
+    chains: list[list[str]]
+    native: list[str]
+
+
+def chain_lines(chain: dict[str, Any] | None) -> list[str]:
+    """Return a reference chain as lines: root kind and expression, then one hop per line."""
+    if not chain:
+        return ["no chain from a module global found (held from a frame or a C structure?)"]
+    lines = [f"held by {chain['root']}: {chain['expression']}"]
+    for hop in chain["hops"][1:]:
+        items = f", {hop['items']:,} items" if hop.get("items") is not None else ""
+        lines.append(f"  {hop['via']}  ({hop['type']}{items})")
+    if chain.get("png"):
+        lines.append(f"graph: {chain['png']}")
+    return lines
+
+
+def native_lines(native: NativeGrowth | None, report: LeakReport) -> list[str]:
+    if native is None:
+        return []
+    unit = report.unit
+    if report.heap_first_bytes is None:
+        return [
+            f"process RSS grows {format_size(native.rss_per_iteration)} per {unit} "
+            f"(in {native.grew} of {native.intervals} {unit}s); no Python view of an external "
+            "command: look inside it with its own tools (heap snapshots, valgrind, heaptrack)"
+        ]
+    return [
+        f"native growth: RSS grows {format_size(native.rss_per_iteration)} per {unit}, the "
+        f"Python heap {format_size(native.heap_per_iteration)}: "
+        f"{format_size(native.native_per_iteration)} per {unit} outside Python objects "
+        "(a C extension, ctypes, a native library).",
+        f"look further: memdiag run {report.target} --memray --native, then "
+        "python -m memray flamegraph on the capture",
+    ]
+
+
+def leak_view(report: LeakReport, frames: int = 4) -> LeakView:
+    """Return the formatted view of `report`."""
+    unit = report.unit
+    if report.error:
+        headline = f"the target failed: {report.error}"
+    elif report.found:
+        headline = "LEAKS FOUND"
+    else:
+        headline = f"no leaks: nothing grew in nearly every {unit} above the threshold"
+    params = " ".join(f"{k}={v}" for k, v in report.params.items()) or "(defaults)"
+    heap = (
+        f"{format_size(report.heap_first_bytes)} → {format_size(report.heap_last_bytes)}"
+        if report.heap_first_bytes is not None
+        else "-"
+    )
+    summary = [
+        ("target", f"{report.target}  {params}"),
+        ("snapshots", f"{report.snapshots} ({report.warmup} left out as warm-up)"),
+        ("RSS", f"{format_size(report.rss_first_bytes)} → {format_size(report.rss_last_bytes)}"),
+        ("Python heap", heap),
+    ]
+    site_rows, site_details, chains = [], [], []
+    for s in report.sites:
+        site_rows.append(
+            [
+                site_text(s.traceback),
+                s.type or "?",
+                format_size(s.bytes_per_iteration),
+                f"{s.objects_per_iteration:,.1f}",
+                f"{s.grew}/{s.intervals}",
+                format_size(s.size_bytes),
+            ]
+        )
+        calls = [f"{short_path(str(f))}:{line}" for f, line in reversed(s.traceback[-frames:])]
+        calls = [c for c in calls if not c.startswith(MACHINERY)]
+        site_details.append(calls)
+    type_rows = []
+    for t in report.types:
+        type_rows.append(
+            [
+                t.name,
+                f"{t.objects_per_iteration:,.1f}",
+                format_size(t.bytes_per_iteration),
+                f"{t.grew}/{t.intervals}",
+                f"{t.count:,}",
+                site_text([list(t.site.rsplit(":", 1))]) if t.site else "-",
+            ]
+        )
+        chains.append([f"{t.name}:", *chain_lines(t.chain)])
+    return LeakView(
+        headline,
+        summary,
+        site_rows,
+        site_details,
+        type_rows,
+        chains,
+        native_lines(report.native, report),
+    )
+
+
+class LeakTerminalRenderer:
+    """Prints a leak report to a rich console."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or make_console()
+
+    def report(self, report: LeakReport) -> None:
+        view = leak_view(report)
+        for label, text in view.summary:
+            self.console.print(f"[dim]{label:>12}[/]  {text}")
+        style = "red" if report.found or report.error else "green"
+        self.console.print(f"[bold {style}]{view.headline}[/]")
+        if view.site_rows:
+            table = Table(title="leaking allocation sites", title_justify="left", pad_edge=False)
+            for column in SITE_COLUMNS:
+                table.add_column(column, justify="left" if column in ("site", "type") else "right")
+            for row, calls in zip(view.site_rows, view.site_details, strict=True):
+                table.add_row(row[0] + "".join(f"\n[dim]  ← {c}[/]" for c in calls[1:]), *row[1:])
+            self.console.print(table)
+        if view.type_rows:
+            table = Table(title="leaking types", title_justify="left", pad_edge=False)
+            for column in TYPE_COLUMNS:
+                table.add_column(
+                    column, justify="left" if column in ("type", "allocated at") else "right"
+                )
+            for row in view.type_rows:
+                table.add_row(*row)
+            self.console.print(table)
+        for chain in view.chains:
+            self.console.print("\n".join(chain), markup=False)
+        for line in view.native:
+            self.console.print(f"[yellow]{line}[/]")
+
+
+class LeakMarkdownRenderer:
+    """Returns a leak report as Markdown."""
+
+    def report(self, report: LeakReport) -> str:
+        view = leak_view(report)
+        out = ["# memdiag leaks", ""]
+        out += [f"- **{label}**: {text}" for label, text in view.summary]
+        out += ["", f"**{view.headline}**", ""]
+        if view.site_rows:
+            out += ["## Leaking allocation sites", "", _table(SITE_COLUMNS, view.site_rows), ""]
+            for row, calls in zip(view.site_rows, view.site_details, strict=True):
+                out += [f"`{row[0]}` called from:", "", *[f"- `{c}`" for c in calls[1:]], ""]
+        if view.type_rows:
+            out += ["## Leaking types", "", _table(TYPE_COLUMNS, view.type_rows), ""]
+            out += ["## What keeps them alive", ""]
+            for chain in view.chains:
+                out += ["```", *chain, "```", ""]
+        if view.native:
+            out += ["## Native growth", "", *view.native, ""]
+        return "\n".join(out)
+
+
+def _table(columns: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)

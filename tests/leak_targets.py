@@ -1,0 +1,53 @@
+"""Small targets for `memdiag leaks` and `memdiag snapshot`: Python, native and no leaks."""
+
+from __future__ import annotations
+
+import ctypes
+import re
+from typing import ClassVar
+
+from memdiag import probe
+
+ERRORS: list[str] = []
+_COMPILED: dict[str, re.Pattern[str]] = {}
+
+
+class Registry:
+    """Keeps every buffer it is given: a class attribute that only grows."""
+
+    buffers: ClassVar[list[bytearray]] = []
+
+
+def leak(records: int = 300) -> int:
+    for i in range(records):
+        ERRORS.append(f"record {i}: email is required; payload " + "x" * 400)
+    Registry.buffers.append(bytearray(128 * 1024))
+    return records
+
+
+def clean(records: int = 300) -> int:
+    """Warms caches (a regex, a dict filled once), keeps nothing across calls."""
+    pattern = _COMPILED.setdefault("email", re.compile(r"[^@]+@[^@]+"))
+    rows = [{"id": i, "email": f"user{i}@example.org"} for i in range(records)]
+    return sum(1 for row in rows if pattern.match(row["email"]))
+
+
+_libc = ctypes.CDLL(None)
+_libc.malloc.restype = ctypes.c_void_p
+_libc.malloc.argtypes = [ctypes.c_size_t]
+
+
+def native(mb: int = 4) -> None:
+    """malloc without free, touched so that the pages are resident: RSS grows, no Python."""
+    size = mb * 1024 * 1024
+    ctypes.memset(_libc.malloc(size), 1, size)
+
+
+def phased(records: int = 2000) -> int:
+    with probe.phase("fetch"):
+        rows = [{"id": i, "payload": "y" * 200} for i in range(records)]
+    with probe.phase("write"):
+        kept = [bytearray(4096) for _ in range(200)]
+    ERRORS.extend(str(r["id"]) for r in rows[:10])
+    del kept
+    return len(rows)
