@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -153,3 +154,16 @@ def test_memray_flame_graph(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     html = (out / "flamegraph.html").read_text()
     assert "leak_targets.py" in html
+
+
+def test_reference_chain_drawn_when_graphviz_is_installed(tmp_path: Path) -> None:
+    graphs = tmp_path / "evidence"
+    proc, report = leaks(tmp_path, f"{TARGETS}:leak", "--out", str(graphs))
+    assert proc.returncode == 1
+    pngs = sorted(graphs.glob("chain-*.png"))
+    chains = [t["chain"] for t in report["types"] if t.get("chain")]
+    assert chains and all(c["root"] for c in chains)  # the text chain never needs graphviz
+    if shutil.which("dot") is None:
+        assert pngs == []
+    else:
+        assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)

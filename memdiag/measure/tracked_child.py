@@ -17,6 +17,8 @@ itself grow every iteration. Standard library only, but objgraph for `graphs_dir
 
 from __future__ import annotations
 
+import gc
+import itertools
 import json
 import os
 import re
@@ -169,6 +171,28 @@ def _chain(path: list[Any] | None, job: Job, stem: str) -> dict[str, Any] | None
     return chain
 
 
+def _with_holders(path: list[Any]) -> list[Any]:
+    """Return `path` with the dicts between its hops (a module's or an instance's
+    `__dict__`): objgraph follows only the objects of a chain, and without them the
+    drawing would stop at the first attribute."""
+    full = path[:1]
+    for holder, held in itertools.pairwise(path):
+        referents = gc.get_referents(holder)
+        if not any(r is held for r in referents):
+            between = next(
+                (
+                    r
+                    for r in referents
+                    if isinstance(r, dict) and any(v is held for v in r.values())
+                ),
+                None,
+            )
+            if between is not None:
+                full.append(between)
+        full.append(held)
+    return full
+
+
 def _draw(path: list[Any], png: Path) -> str | None:
     """Return the PNG of the chain drawn by objgraph through graphviz, None without them."""
     import shutil
@@ -180,7 +204,7 @@ def _draw(path: list[Any], png: Path) -> str | None:
     except ImportError:
         return None
     png.parent.mkdir(parents=True, exist_ok=True)
-    objgraph.show_chain(path[1:], filename=str(png))
+    objgraph.show_chain(_with_holders(path), filename=str(png))
     return str(png) if png.exists() else None
 
 
