@@ -1,0 +1,140 @@
+"""Snapshots: what a process held at one moment, and what grew between two moments."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from memdiag.errors import MemdiagError
+from memdiag.model.files import SCHEMA_VERSION, load_json
+
+
+@dataclass(frozen=True)
+class SiteStat:
+    """The memory allocated at one line and still alive (as tracemalloc's `Statistic`).
+
+    `traceback` is [[filename, lineno], ...] from the oldest frame to the allocating line;
+    `count` is the number of live memory blocks allocated there.
+    """
+
+    traceback: list[list[Any]]
+    size_bytes: int
+    count: int
+
+    @property
+    def key(self) -> str:
+        """Return `file:line` of the allocating line (the last frame)."""
+        filename, lineno = self.traceback[-1]
+        return f"{filename}:{lineno}"
+
+
+@dataclass(frozen=True)
+class TypeStat:
+    """Live objects of one type: how many and their shallow size (`sys.getsizeof`)."""
+
+    name: str
+    count: int
+    size_bytes: int
+
+
+@dataclass
+class Snapshot:
+    """What one process held at one moment: process memory, Python heap, sites, types.
+
+    `heap_bytes` is tracemalloc's traced total and `tracemalloc_bytes` its own overhead;
+    both are None in a process-level view (`--pid`), which fills `processes` and `regions`.
+    """
+
+    label: str
+    time_s: float
+    target: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    phase: str | None = None
+    pid: int | None = None
+    rss_bytes: int = 0
+    uss_bytes: int | None = None
+    pss_bytes: int | None = None
+    swap_bytes: int | None = None
+    heap_bytes: int | None = None
+    tracemalloc_bytes: int | None = None
+    frames: int = 0
+    gc_counts: list[int] = field(default_factory=list)
+    gc_collections: list[int] = field(default_factory=list)
+    regions: dict[str, int] = field(default_factory=dict)
+    processes: list[dict[str, Any]] = field(default_factory=list)
+    sites: list[SiteStat] = field(default_factory=list)
+    types: list[TypeStat] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form, with `schema_version` and `kind: "snapshot"` first."""
+        return {"schema_version": SCHEMA_VERSION, "kind": "snapshot", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Snapshot:
+        """Build a Snapshot from its JSON form (checked by `load_json` beforehand)."""
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        values["sites"] = [SiteStat(**s) for s in values.get("sites", [])]
+        values["types"] = [TypeStat(**t) for t in values.get("types", [])]
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class SiteDiff:
+    """One allocation site between two snapshots (as tracemalloc's `StatisticDiff`)."""
+
+    traceback: list[list[Any]]
+    size_bytes: int
+    size_diff_bytes: int
+    count: int
+    count_diff: int
+
+    @property
+    def key(self) -> str:
+        filename, lineno = self.traceback[-1]
+        return f"{filename}:{lineno}"
+
+
+@dataclass(frozen=True)
+class TypeDiff:
+    """One object type between two snapshots: counts and shallow sizes, and their change."""
+
+    name: str
+    count: int
+    count_diff: int
+    size_bytes: int
+    size_diff_bytes: int
+
+
+@dataclass
+class SnapshotDiff:
+    """What grew from snapshot `before` to `after`: sites and types, largest growth first."""
+
+    before: str
+    after: str
+    elapsed_s: float
+    rss_diff_bytes: int
+    uss_diff_bytes: int | None
+    heap_diff_bytes: int | None
+    sites: list[SiteDiff] = field(default_factory=list)
+    types: list[TypeDiff] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form (`kind: "snapshot-diff"`)."""
+        return {"schema_version": SCHEMA_VERSION, "kind": "snapshot-diff", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SnapshotDiff:
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        values["sites"] = [SiteDiff(**s) for s in values.get("sites", [])]
+        values["types"] = [TypeDiff(**t) for t in values.get("types", [])]
+        return cls(**values)
+
+
+def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
+    """Return the Snapshot saved at `path` (by `memdiag snapshot`)."""
+    data = load_json(path, ("snapshot",))
+    try:
+        return Snapshot.from_dict(data)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise MemdiagError(f"{path}: damaged snapshot file ({exc})") from None

@@ -1,0 +1,176 @@
+"""A sweep: many runs over a grid of parameters, and what analysis made of them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from memdiag.errors import MemdiagError
+from memdiag.model.files import SCHEMA_VERSION, load_json
+from memdiag.model.run import Run, Status
+
+# The tuning knobs a job runs with (positive counts), as opposed to its input size.
+TUNING_AXES = ("batch", "concurrency")
+# Axes that describe the input's size, not how the job runs (more with `--size-axis`):
+# scaling is fitted along them, and the decision matrix compares configurations at the
+# largest size measured, since a user chooses a batch size, not the size of the input.
+SIZE_AXES = ("records", "items", "cycles", "rows", "players", "games", "pages", "size")
+
+
+@dataclass(frozen=True)
+class ConfigSummary:
+    """One configuration's repeats: medians and [min, max] spreads over its `ok` runs.
+
+    `status` is `ok` when every repeat finished ok, else the most frequent failure. When no
+    repeat finished ok the medians are over all repeats (an `oom` peak is where it was stopped).
+    """
+
+    params: dict[str, Any]
+    status: Status
+    runs: int
+    statuses: dict[str, int]
+    peak_rss_bytes: int | None
+    peak_rss_spread: list[int] | None
+    wall_s: float | None
+    wall_spread: list[float] | None
+    records: int | None = None
+    records_per_s: float | None = None
+    records_per_s_spread: list[float] | None = None
+    error: str | None = None
+    peak_heap_bytes: int | None = None
+    peak_heap_spread: list[int] | None = None
+
+
+@dataclass(frozen=True)
+class MatrixRow:
+    """The decision for one budget: the chosen config (None when nothing fits) and its cost.
+
+    `peak_change` and `slowdown` compare with the reference config (fractions and ×). When
+    nothing fits, `smallest` names the config with the lowest peak and `over_bytes` how far it
+    is above headroom × budget.
+    """
+
+    budget_bytes: int
+    headroom: float
+    config: dict[str, Any] | None
+    peak_rss_bytes: int | None = None
+    budget_fraction: float | None = None
+    wall_s: float | None = None
+    records_per_s: float | None = None
+    peak_change: float | None = None
+    slowdown: float | None = None
+    smallest: dict[str, Any] | None = None
+    over_bytes: int | None = None
+    # The input size the decision holds for (the largest measured), when sizes were swept.
+    at: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ScalingFit:
+    """peak = intercept + bytes_per_unit × size along `axis`, the other params fixed."""
+
+    axis: str
+    params: dict[str, Any]
+    points: list[list[float]]
+    intercept_bytes: float
+    bytes_per_unit: float
+    r2: float | None
+    growth_fraction: float
+    verdict: Literal["constant", "grows"]
+
+
+@dataclass(frozen=True)
+class VariantPair:
+    """One variant against the first listed, same other params: peak reduction and slowdown."""
+
+    params: dict[str, Any]
+    baseline: Any
+    variant: Any
+    baseline_peak_bytes: int | None
+    variant_peak_bytes: int | None
+    peak_reduction: float | None
+    slowdown: float | None
+    meets: bool | None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A fit's predicted peak at `value` of `axis`, and the budgets it would fit in."""
+
+    axis: str
+    value: float
+    params: dict[str, Any]
+    peak_rss_bytes: int
+    fits_budgets: list[int]
+
+
+@dataclass
+class Sweep:
+    """A sweep of `target` over the cartesian product of `axes`, with `base` params fixed.
+
+    Measurement fills `runs`; analysis fills `configs`, `matrix`, `scaling`, `variants` and
+    `predictions` from the runs and the settings (`budgets_bytes`, `headroom`, `reference`,
+    `predict`), so a saved sweep can be re-analysed and re-rendered without re-running.
+    """
+
+    target: str
+    axes: dict[str, list[Any]]
+    base: dict[str, Any] = field(default_factory=dict)
+    repeat: int = 3
+    jobs: int = 1
+    timeout_s: float | None = None
+    limit_bytes: int | None = None
+    budgets_bytes: list[int] = field(default_factory=list)
+    headroom: float = 0.8
+    reference: dict[str, Any] | None = None
+    predict: dict[str, float] = field(default_factory=dict)
+    size_axes: list[str] = field(default_factory=list)
+    started_at: str = ""
+    env: dict[str, Any] = field(default_factory=dict)
+    runs: list[Run] = field(default_factory=list)
+    configs: list[ConfigSummary] = field(default_factory=list)
+    matrix: list[MatrixRow] = field(default_factory=list)
+    scaling: list[ScalingFit] = field(default_factory=list)
+    variants: list[VariantPair] = field(default_factory=list)
+    predictions: list[Prediction] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON form (`schema_version`, `kind: "sweep"` first); runs in full."""
+        data = asdict(self)
+        data["runs"] = [run.to_dict() for run in self.runs]
+        return {"schema_version": SCHEMA_VERSION, "kind": "sweep", **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Sweep:
+        """Build a Sweep from its JSON form; every run must belong to the axes."""
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        values["runs"] = [Run.from_dict(r) for r in values.get("runs", [])]
+        for name, kind in _SWEEP_PARTS.items():
+            values[name] = [kind(**item) for item in values.get(name, [])]
+        sweep = cls(**values)
+        for run in sweep.runs:
+            for axis, allowed in sweep.axes.items():
+                if run.params.get(axis) not in allowed:
+                    raise ValueError(
+                        f"a run has {axis}={run.params.get(axis)!r}, not an axis value"
+                    )
+        return sweep
+
+
+_SWEEP_PARTS: dict[str, Any] = {
+    "configs": ConfigSummary,
+    "matrix": MatrixRow,
+    "scaling": ScalingFit,
+    "variants": VariantPair,
+    "predictions": Prediction,
+}
+
+
+def load_sweep(path: str | os.PathLike[str]) -> Sweep:
+    """Return the Sweep saved at `path` (a sweep's results.json)."""
+    data = load_json(path, ("sweep",))
+    try:
+        return Sweep.from_dict(data)
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise MemdiagError(f"{path}: damaged sweep file ({exc})") from None
