@@ -5,7 +5,7 @@ Run as `python -I -S launcher.py RESULT LIFELINE_FD ARGV...`, standard library o
 Why it exists: on Linux a child's ru_maxrss starts from the high-water mark of the process
 that launched it (kept across fork and exec), so memdiag itself, with its plotting and
 database libraries loaded, cannot launch the job and read wait4. This launcher is a bare
-interpreter (about 8 MB), so the job's peak is its own. It also:
+interpreter (about 10 MB), so the job's peak is its own. It also:
 - puts the job in a session of its own, so the whole process tree can be stopped at once;
 - kills that tree on SIGTERM/SIGUSR1 (memdiag's way of enforcing a timeout or a limit) and
   when memdiag dies (the lifeline pipe reaches EOF), so no job outlives it;
