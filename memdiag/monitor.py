@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 import threading
 import time
@@ -62,7 +63,7 @@ class MemoryMonitor:
         if interval <= 0:
             raise ValueError(f"interval must be above 0 seconds, got {interval}")
         given = parse_size(limit) if isinstance(limit, str) else limit
-        self.limit_bytes, self.limit_source = resolve_limit(None, given)
+        self.limit_bytes, self.limit_source = resolve_limit(os.getpid(), given)
         self.tracker = ThresholdTracker(warning, critical)
         self.interval, self.auto_gc, self.on_event = interval, auto_gc, on_event
         self.context = ""

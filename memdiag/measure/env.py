@@ -12,21 +12,39 @@ import psutil
 
 from memdiag import __version__
 
-# cgroup v2, then v1; a "max" or an absurdly large number means no limit.
-_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")
 
-
-def cgroup_limit_bytes() -> int | None:
-    """Return this process's cgroup memory limit in bytes, or None when there is none."""
-    for path in _CGROUP_LIMITS:
-        try:
-            raw = Path(path).read_text().strip()
-        except OSError:
-            continue
-        if raw.isdigit() and int(raw) < psutil.virtual_memory().total:
-            return int(raw)
+def cgroup_limit_bytes(pid: int) -> int | None:
+    """Return the tightest memory limit of `pid`'s cgroup and its ancestors, in bytes, or
+    None when there is none (cgroup v2 or v1; a limit at or above total memory is none)."""
+    try:
+        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+    except OSError:
         return None
-    return None
+    total = psutil.virtual_memory().total
+    limits = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            root, name = Path("/sys/fs/cgroup"), "memory.max"
+        elif "memory" in controllers.split(","):
+            root, name = Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"
+        else:
+            continue
+        # Inside a container the cgroup path may not exist under the mount: check its
+        # ancestors and the mount's own root too, and keep the tightest limit.
+        here = Path(path.lstrip("/"))
+        for folder in (here, *here.parents):
+            raw = _read(root / folder / name)
+            if raw.isdigit() and int(raw) < total:
+                limits.append(int(raw))
+    return min(limits, default=None)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
 
 
 def collect_env() -> dict[str, Any]:
@@ -39,6 +57,6 @@ def collect_env() -> dict[str, Any]:
         "platform": f"{platform.system()} {platform.release()} {platform.machine()}",
         "cpus": os.cpu_count(),
         "total_memory_bytes": psutil.virtual_memory().total,
-        "cgroup_limit_bytes": cgroup_limit_bytes(),
+        "cgroup_limit_bytes": cgroup_limit_bytes(os.getpid()),
         "memdiag": __version__,
     }

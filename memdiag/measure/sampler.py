@@ -18,6 +18,45 @@ LIMIT_CHECK_S = 0.02
 TREE_REFRESH_S = 0.1
 
 
+class ProcessTree:
+    """A process's descendants, and the process itself with `include_root`.
+
+    psutil's children() scans every process in /proc (about 2 ms): the tree is rescanned at
+    most every `refresh_s`, or while no process was found yet (a launcher's job starting).
+    """
+
+    def __init__(self, root: psutil.Process, refresh_s: float, include_root: bool = False) -> None:
+        self.root, self.refresh_s, self.include_root = root, refresh_s, include_root
+        self._procs: dict[int, psutil.Process] = {}
+        self._refreshed = float("-inf")
+
+    def processes(self) -> list[psutil.Process]:
+        """Return the processes of the tree as of the last scan."""
+        now = time.monotonic()
+        if now - self._refreshed >= self.refresh_s or not self._procs:
+            self._refreshed = now
+            try:
+                found = self.root.children(recursive=True)
+            except psutil.Error:
+                found = []
+            if self.include_root:
+                found = [self.root, *found]
+            # Known Process objects are kept: psutil caches what it has read about them.
+            self._procs = {p.pid: self._procs.get(p.pid, p) for p in found}
+        return list(self._procs.values())
+
+    def rss(self) -> tuple[int, int]:
+        """Return the tree's summed RSS in bytes and how many processes it covers."""
+        total = counted = 0
+        for proc in self.processes():
+            try:
+                total += proc.memory_info().rss
+                counted += 1
+            except psutil.Error:
+                self._procs.pop(proc.pid, None)
+        return total, counted
+
+
 class TreeSampler(threading.Thread):
     """Records (epoch seconds, RSS of `root`'s descendants) every `interval` seconds.
 
@@ -30,20 +69,16 @@ class TreeSampler(threading.Thread):
         interval: float,
         limit_bytes: int | None = None,
         on_limit: Callable[[int], None] | None = None,
-        include_root: bool = False,
     ) -> None:
         super().__init__(name="memdiag-sampler", daemon=True)
-        self.root = psutil.Process(root_pid)
+        self.tree = ProcessTree(psutil.Process(root_pid), TREE_REFRESH_S)
         self.interval = interval
         self.limit_bytes = limit_bytes
         self.on_limit = on_limit
-        self.include_root = include_root
         self.samples: list[tuple[float, int]] = []
         self.max_rss = 0
         self.limit_hit: int | None = None
         self._stop_event = threading.Event()
-        self._procs: dict[int, psutil.Process] = {}
-        self._refreshed = 0.0
 
     def stop(self) -> None:
         """Stop sampling and wait for the thread; safe to call more than once."""
@@ -51,32 +86,12 @@ class TreeSampler(threading.Thread):
         if self.is_alive():
             self.join()
 
-    def tree_rss(self) -> int:
-        """Return the summed RSS of the tree in bytes (0 when it is gone)."""
-        now = time.monotonic()
-        if now - self._refreshed >= TREE_REFRESH_S or not self._procs:
-            self._refreshed = now
-            try:
-                found = self.root.children(recursive=True)
-                if self.include_root:
-                    found.append(self.root)
-            except psutil.Error:
-                found = []
-            self._procs = {p.pid: self._procs.get(p.pid, p) for p in found}
-        total = 0
-        for pid, proc in list(self._procs.items()):
-            try:
-                total += proc.memory_info().rss
-            except psutil.Error:
-                del self._procs[pid]
-        return total
-
     def run(self) -> None:
         step = min(self.interval, LIMIT_CHECK_S) if self.limit_bytes else self.interval
         next_record = 0.0
         while True:
             now = time.monotonic()
-            rss = self.tree_rss()
+            rss = self.tree.rss()[0]
             self.max_rss = max(self.max_rss, rss)
             if now >= next_record:
                 self.samples.append((time.time(), rss))

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import psutil
 
 from memdiag.errors import MemdiagError
+from memdiag.measure.env import cgroup_limit_bytes
+from memdiag.measure.sampler import ProcessTree
 
 # USS may use at most this share of wall time: at 0.1 s a 2.7 ms read would cost 2.7% alone,
 # and read every second on a two-process tree it cost 0.5% of a core, half the 1% goal.
@@ -66,43 +67,10 @@ def resolve_limit(pid: int | None, given: int | None) -> tuple[int, str]:
     """Return (limit in bytes, where it came from): --limit, the cgroup, else total memory."""
     if given:
         return given, "--limit"
-    found = process_cgroup_limit(pid) if pid else None
+    found = cgroup_limit_bytes(pid) if pid else None
     if found:
         return found, "cgroup"
     return psutil.virtual_memory().total, "total memory"
-
-
-def process_cgroup_limit(pid: int) -> int | None:
-    """Return the tightest memory limit of `pid`'s cgroup and its ancestors, in bytes."""
-    try:
-        lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    total = psutil.virtual_memory().total
-    limits = []
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if controllers == "":
-            root, name = Path("/sys/fs/cgroup"), "memory.max"
-        elif "memory" in controllers.split(","):
-            root, name = Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"
-        else:
-            continue
-        # Inside a container the cgroup path may not exist under the mount: check its
-        # ancestors and the mount's own root too, and keep the tightest limit.
-        here = Path(path.lstrip("/"))
-        for folder in (here, *here.parents):
-            raw = _read(root / folder / name)
-            if raw.isdigit() and int(raw) < total:
-                limits.append(int(raw))
-    return min(limits, default=None)
-
-
-def _read(path: Path) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""
 
 
 class TreeWatcher:
@@ -119,8 +87,7 @@ class TreeWatcher:
         self.label = f"pid {pid} ({name})"
         self.limit_bytes, self.limit_source = resolve_limit(pid, limit_bytes)
         self.uss_cost_s = 0.0
-        self._procs: list[psutil.Process] = [self.root]
-        self._refreshed = 0.0
+        self.tree = ProcessTree(self.root, TREE_REFRESH_S, include_root=True)
         self._next_uss = 0.0
 
     def alive(self) -> bool:
@@ -129,17 +96,6 @@ class TreeWatcher:
             return self.root.status() != psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return False
-
-    def _tree(self, now: float) -> list[psutil.Process]:
-        if now - self._refreshed >= TREE_REFRESH_S:
-            self._refreshed = now
-            try:
-                known = {p.pid: p for p in self._procs}
-                found = self.root.children(recursive=True)
-                self._procs = [self.root, *(known.get(p.pid, p) for p in found)]
-            except psutil.Error:
-                self._procs = [self.root]
-        return self._procs
 
     def _uss(self, procs: list[psutil.Process], now: float) -> int | None:
         if now < self._next_uss:
@@ -160,15 +116,8 @@ class TreeWatcher:
         """Return one sample of the tree, or None when the followed process has ended."""
         if not self.alive():
             return None
-        now = time.monotonic()
-        procs, rss, counted = self._tree(now), 0, 0
-        for proc in procs:
-            try:
-                rss += proc.memory_info().rss
-                counted += 1
-            except psutil.Error:
-                continue
-        uss = self._uss(procs, now)
+        rss, counted = self.tree.rss()
+        uss = self._uss(self.tree.processes(), time.monotonic())
         available = psutil.virtual_memory().available
         percent = 100.0 * rss / self.limit_bytes
         return MonitorSample(t_s, time.time(), rss, available, round(percent, 2), uss, counted)
