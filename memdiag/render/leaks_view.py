@@ -10,6 +10,7 @@ from rich.table import Table
 
 from memdiag.analysis.leaks import LeakReport, NativeGrowth
 from memdiag.render.snapshot_view import MACHINERY, short_path, site_text
+from memdiag.render.sweep_view import params_text
 from memdiag.render.terminal import make_console
 from memdiag.units import format_size
 
@@ -72,7 +73,7 @@ def leak_view(report: LeakReport, frames: int = 4) -> LeakView:
         headline = "LEAKS FOUND"
     else:
         headline = f"no leaks: nothing grew in nearly every {unit} above the threshold"
-    params = " ".join(f"{k}={v}" for k, v in report.params.items()) or "(defaults)"
+    params = params_text(report.params)
     heap = (
         f"{format_size(report.heap_first_bytes)} → {format_size(report.heap_last_bytes)}"
         if report.heap_first_bytes is not None

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from memdiag.model import ConfigSummary, Run, Sweep
+from memdiag.render.sweep_view import params_text
 from memdiag.units import format_size
 
 MB = 1024 * 1024
@@ -24,7 +25,7 @@ def _pyplot() -> Any:
 
 
 def _label(run: Run) -> str:
-    return " ".join(f"{k}={v}" for k, v in run.params.items()) or run.target
+    return params_text(run.params) if run.params else run.target
 
 
 class PngRenderer:
@@ -157,7 +158,7 @@ class PngRenderer:
                 color=colours(i % colours.N),
                 lw=1.5,
                 ls="-" if run.ok else "--",
-                label=_config_label(config.params) + ("" if run.ok else f" [{run.status}]"),
+                label=params_text(config.params) + ("" if run.ok else f" [{run.status}]"),
             )
         ax.set_xlabel("seconds since start")
         ax.set_ylabel("RSS of the process tree, MB (sampled)")
@@ -173,10 +174,6 @@ class PngRenderer:
         return _save(plt, fig, path)
 
 
-def _config_label(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items()) or "(defaults)"
-
-
 def _series(sweep: Sweep) -> tuple[str, list[Any], dict[str, list[ConfigSummary]]]:
     """Return the x axis (batch when swept), its values, and the configs of each line."""
     names = list(sweep.axes)
@@ -185,7 +182,7 @@ def _series(sweep: Sweep) -> tuple[str, list[Any], dict[str, list[ConfigSummary]
     series: dict[str, list[ConfigSummary]] = {}
     for config in sweep.configs:
         rest = {k: v for k, v in config.params.items() if k != axis}
-        series.setdefault(_config_label(rest) if rest else "all", []).append(config)
+        series.setdefault(params_text(rest) if rest else "all", []).append(config)
     return axis, ticks, series
 
 

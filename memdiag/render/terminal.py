@@ -8,7 +8,7 @@ from rich.table import Table
 
 from memdiag.analysis.peak import PhasePeak
 from memdiag.model import Run, Sweep
-from memdiag.render.sweep_view import TableView, notes, summary, sweep_tables
+from memdiag.render.sweep_view import TableView, notes, params_text, summary, sweep_tables
 from memdiag.units import format_size
 
 STATUS_STYLE = {
@@ -32,10 +32,6 @@ def make_console() -> Console:
     return console
 
 
-def _params(params: dict[str, object]) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items()) or "(defaults)"
-
-
 class TerminalRenderer:
     """Prints runs to a rich console (stdout unless given)."""
 
@@ -47,7 +43,7 @@ class TerminalRenderer:
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold")
         table.add_column()
-        table.add_row("target", f"{run.target}  {_params(run.params)}")
+        table.add_row("target", f"{run.target}  {params_text(run.params)}")
         table.add_row("status", f"[{style}]{run.status}[/]" + _error_text(run))
         source = "" if run.peak_rss_source == "kernel" else "  (sum of the process tree, sampled)"
         table.add_row("peak RSS", f"[bold]{format_size(run.peak_rss_bytes)}[/]{source}")
