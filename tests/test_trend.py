@@ -6,9 +6,10 @@ import random
 
 import pytest
 
+from memdiag.analysis.fit import RunningFit, fit_line
 from memdiag.analysis.monitoring import summarize
 from memdiag.analysis.thresholds import ThresholdTracker
-from memdiag.analysis.trend import RunningFit, classify, fit_line, time_above
+from memdiag.analysis.trend import classify, time_above
 from memdiag.errors import MemdiagError
 
 MB = 1024 * 1024

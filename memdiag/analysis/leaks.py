@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from memdiag.analysis.fit import fit_line
 from memdiag.model import SCHEMA_VERSION, Snapshot
 
 KB, MB = 1024, 1024 * 1024
@@ -135,11 +136,9 @@ def trend(values: Sequence[float]) -> Trend:
     steps = n - 1
     if steps < 1:
         return Trend(0.0, 0, 0, values[0] if values else 0.0, values[-1] if values else 0.0)
-    mean_x, mean_y = steps / 2, math.fsum(values) / n
-    num = math.fsum((i - mean_x) * (v - mean_y) for i, v in enumerate(values))
-    den = math.fsum((i - mean_x) ** 2 for i in range(n))
+    slope = fit_line(range(n), values).slope
     grew = sum(1 for a, b in itertools.pairwise(values) if b > a)
-    return Trend(num / den, grew, steps, values[0], values[-1])
+    return Trend(slope, grew, steps, values[0], values[-1])
 
 
 def _grows(t: Trend, settings: LeakSettings) -> bool:

@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from memdiag.analysis.fit import fit_line
+
 Verdict = Literal["stable", "growing", "sawtooth", "unknown"]
 
 NOISE_FLOOR_BYTES = 2 * 1024 * 1024
@@ -37,15 +39,6 @@ GROWTH_R2 = 0.5
 MIN_RISE_SAMPLES = 2
 WARMUP_SHARE = 0.15
 RISING_SHARE = 0.6
-
-
-@dataclass(frozen=True)
-class LinearFit:
-    """Least-squares line: `slope` per x unit, `intercept` at x = 0, `r2` in [0, 1]."""
-
-    slope: float
-    intercept: float
-    r2: float
 
 
 @dataclass(frozen=True)
@@ -83,19 +76,6 @@ class Trend:
             return None
         times = [r.t_s for r in self.releases]
         return (times[-1] - times[0]) / (len(times) - 1)
-
-
-def fit_line(xs: Sequence[float], ys: Sequence[float]) -> LinearFit:
-    """Return the least-squares line through the points (a flat line for fewer than two)."""
-    if len(xs) < 2 or max(xs) == min(xs):
-        return LinearFit(0.0, statistics.fmean(ys) if ys else 0.0, 0.0)
-    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
-    sxx = sum((x - mean_x) ** 2 for x in xs)
-    sxy = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True))
-    syy = sum((y - mean_y) ** 2 for y in ys)
-    slope = sxy / sxx
-    r2 = (sxy * sxy) / (sxx * syy) if syy > 0 else 0.0
-    return LinearFit(slope, mean_y - slope * mean_x, min(max(r2, 0.0), 1.0))
 
 
 def noise_bytes(values: Sequence[float]) -> float:
@@ -194,37 +174,3 @@ def time_above(times: Sequence[float], values: Sequence[float], threshold: float
     return sum(
         t1 - t0 for t0, t1, v in zip(times, times[1:], values, strict=False) if v >= threshold
     )
-
-
-class RunningFit:
-    """A least-squares line updated one point at a time in O(1), for a live trend."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self.sx = self.sy = self.sxx = self.sxy = self.syy = 0.0
-        self.x0: float | None = None
-
-    def add(self, x: float, y: float) -> None:
-        """Add one point."""
-        # Shifted by the first x: epoch-sized x squared would lose all precision.
-        if self.x0 is None:
-            self.x0 = x
-        x -= self.x0
-        self.n += 1
-        self.sx += x
-        self.sy += y
-        self.sxx += x * x
-        self.sxy += x * y
-        self.syy += y * y
-
-    def line(self) -> LinearFit:
-        """Return the line through the points so far (slope per x unit, R^2)."""
-        n = self.n
-        sxx, syy = n * self.sxx - self.sx**2, n * self.syy - self.sy**2
-        if n < 2 or sxx <= 0:
-            return LinearFit(0.0, self.sy / n if n else 0.0, 0.0)
-        sxy = n * self.sxy - self.sx * self.sy
-        slope = sxy / sxx
-        r2 = sxy * sxy / (sxx * syy) if syy > 0 else 0.0
-        intercept = (self.sy - slope * self.sx) / n - slope * (self.x0 or 0.0)
-        return LinearFit(slope, intercept, min(max(r2, 0.0), 1.0))

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from memdiag.analysis.fit import RunningFit
 from memdiag.analysis.monitoring import MonitorSummary, summarize
 from memdiag.analysis.thresholds import ThresholdTracker
-from memdiag.analysis.trend import RunningFit
 from memdiag.errors import MemdiagError
 from memdiag.measure.watch import MonitorSample, Watcher
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 from memdiag.units import format_size
 
 if TYPE_CHECKING:
+    from memdiag.analysis.fit import LinearFit
     from memdiag.analysis.monitoring import MonitorSummary
-    from memdiag.analysis.trend import LinearFit
     from memdiag.measure.watch import MonitorSample
 
 BARS = "▁▂▃▄▅▆▇█"
