@@ -6,10 +6,11 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install demo test lint bench guard baseline clean
 
-$(STAMP): pyproject.toml
+# memdiag and its reference engines (a distribution of their own, plugins/), both from the checkout
+$(STAMP): pyproject.toml plugins/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]' -e './plugins[postgres]'
 	touch $(STAMP)
 
 install: $(STAMP)

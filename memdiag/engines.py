@@ -31,6 +31,10 @@ from typing import Any, Protocol
 from memdiag.errors import MemdiagError
 
 GROUP = "memdiag.engines"
+REFERENCE_HINT = (
+    "the reference engines are the distribution memdiag-engines: "
+    "pip install ./plugins from a memdiag checkout (make install does it)"
+)
 
 
 class Engine(Protocol):
@@ -63,7 +67,9 @@ def resolve_engine(name: str) -> str:
     """Return the `module:function` an engine name points to, without importing it."""
     found = _entry_points().get(name)
     if found is None:
-        known = ", ".join(engine_names()) or "none installed"
+        known = ", ".join(engine_names())
+        if not known:
+            raise MemdiagError(f"unknown engine {name!r}: no engines installed; {REFERENCE_HINT}")
         raise MemdiagError(f"unknown engine {name!r} (installed engines: {known})")
     return found.value
 

@@ -22,7 +22,7 @@ import click
 @click.command("engines", help=__doc__)
 @click.option("--json", "json_path", default=None, metavar="PATH", help="Write the list as JSON.")
 def command(json_path: str | None) -> int:
-    from memdiag.engines import describe_engines
+    from memdiag.engines import REFERENCE_HINT, describe_engines
 
     engines = describe_engines()
     if json_path:
@@ -36,7 +36,7 @@ def command(json_path: str | None) -> int:
             write_json_atomic(json_path, data)
         return 0
     if not engines:
-        click.echo("no engines installed (entry-point group memdiag.engines)")
+        click.echo(f"no engines installed (entry-point group memdiag.engines); {REFERENCE_HINT}")
     for engine in engines:
         click.secho(engine.name, bold=True, nl=False)
         click.echo(f"  {engine.target}")
