@@ -51,9 +51,9 @@ def test_python_leak_is_named_by_line_type_and_chain(tmp_path: Path) -> None:
 
 
 def test_one_growing_object_is_a_leak(tmp_path: Path) -> None:
-    for target, line, kind in [
-        ("one_buffer", "BUFFER.extend", "bytearray"),
-        ("one_list", "ROWS.extend", "list"),
+    for target, line, kind, holder in [
+        ("one_buffer", "BUFFER.extend", "bytearray", "BUFFER"),
+        ("one_list", "ROWS.extend", "list", "ROWS"),
     ]:
         proc, report = leaks(tmp_path, f"{TARGETS}:{target}")
         assert proc.returncode == 1, proc.stdout
@@ -63,6 +63,7 @@ def test_one_growing_object_is_a_leak(tmp_path: Path) -> None:
         assert site["objects_per_iteration"] < 1
         types = {t["name"]: t for t in report["types"]}
         assert 0.9 * 2**20 < types[kind]["bytes_per_iteration"] < 1.3 * 2**20, types
+        assert types[kind]["chain"]["expression"] == f"leak_targets.{holder}", types[kind]
         assert report["native"] is None
 
 

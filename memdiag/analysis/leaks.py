@@ -244,17 +244,11 @@ def native_growth(snaps: Sequence[Snapshot], settings: LeakSettings) -> NativeGr
 
 
 def grown_types(snaps: Sequence[Snapshot]) -> set[str]:
-    """Return the names of the types with more live objects or more bytes in the last snapshot
-    than in the first (one object that grows counts)."""
+    """Return the names of the types with more live objects in the last snapshot than the first."""
     if len(snaps) < 2:
         return set()
-    first = {t.name: (t.count, t.size_bytes) for t in snaps[0].types}
-    grown = set()
-    for t in snaps[-1].types:
-        count, size = first.get(t.name, (0, 0))
-        if t.count > count or t.size_bytes > size:
-            grown.add(t.name)
-    return grown
+    first = {t.name: t.count for t in snaps[0].types}
+    return {t.name for t in snaps[-1].types if t.count > first.get(t.name, 0)}
 
 
 def find_leaks(
