@@ -3,8 +3,9 @@
 #
 # Installs PostgreSQL from Debian's packages when missing, runs a cluster of its own
 # ("memdiag", listening on 127.0.0.1 only) and creates a user and a database. Idempotent and
-# fast once installed. It never fails CI: when apt, root or the server is unavailable it
-# prints nothing and exits 0, and the PostgreSQL tests are skipped.
+# fast once installed. When apt, root or the server is unavailable it prints nothing: under
+# CI=true it then exits 1 (CI must run the PostgreSQL tests); elsewhere it exits 0 and the
+# PostgreSQL tests are skipped.
 #
 # Usage: export MEMDIAG_TEST_PG_URL="$(.ci/postgres.sh)"
 set -uo pipefail
@@ -54,10 +55,30 @@ create_database() {
     fi
 }
 
+wait_ready() {
+    local tries
+    for tries in $(seq 1 50); do
+        pg_isready -q -h 127.0.0.1 -p "$PORT" && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+# Under CI=true a PostgreSQL that cannot be had fails the build; elsewhere the tests skip.
+unavailable() {
+    log "$*"
+    if [ "${CI:-}" = true ]; then
+        log "CI=true: failing, the PostgreSQL tests must run in CI"
+        exit 1
+    fi
+    exit 0
+}
+
 main() {
-    install_server || { log "PostgreSQL not available (apt unreachable?)"; return 0; }
-    start_cluster || { log "could not start the cluster"; return 0; }
-    create_database || { log "could not create the database"; return 0; }
+    install_server || unavailable "PostgreSQL not available (apt unreachable?)"
+    start_cluster || unavailable "could not start the cluster"
+    wait_ready || unavailable "the server does not answer on 127.0.0.1:$PORT"
+    create_database || unavailable "could not create the database"
     echo "postgresql://$NAME:$PASSWORD@127.0.0.1:$PORT/$NAME"
 }
 

@@ -2,7 +2,11 @@
 
     @pytest.mark.memdiag(max_peak="64MB")          fail when the test's peak passes 64 MB
     @pytest.mark.memdiag(leaks=True, iterations=5) run the body 5 times, fail on steady growth
+    @pytest.mark.memdiag(leaks=True, max_peak="64MB")   both: the first run's peak, then leaks
     pytest --memdiag-report reports/pytest.json    per-test memory as JSON (a gate baseline)
+
+Steady growth is memdiag's one leak rule (`memdiag.analysis.leaks`, docs/leaks.md), applied
+to the live heap by allocation line after each run of the body; `min_growth` is its floor.
 
 A test's peak is measured above where it started, twice: the Python heap (tracemalloc, its
 peak reset before the test) and the process's RSS (its high-water mark reset through
@@ -20,13 +24,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from memdiag.errors import MemdiagError
 from memdiag.measure import selfmem
 from memdiag.units import format_size, parse_size
+
+if TYPE_CHECKING:
+    from memdiag.analysis.leaks import LeakSettings
 
 MARKER = "memdiag"
 REPORT_KEY = pytest.StashKey[list[dict[str, Any]]]()
@@ -55,9 +62,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "memdiag(max_peak=None, leaks=False, iterations=5, warmup=1): fail the test when its "
-        "peak memory (Python heap or RSS growth) passes max_peak, or when leaks=True and "
-        "memory grows steadily across repeated runs of its body.",
+        "memdiag(max_peak=None, leaks=False, iterations=5, warmup=1, min_growth='64KB'): fail "
+        "the test when its peak memory (Python heap or RSS growth) passes max_peak, or when "
+        "leaks=True and memory grows steadily across repeated runs of its body (memdiag's "
+        "leak rule, min_growth per run at least).",
     )
     config.stash[REPORT_KEY] = []
 
@@ -91,31 +99,61 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Iterator[None]:
 
 def _marker_options(marker: pytest.Mark, nodeid: str) -> dict[str, Any]:
     options = dict(marker.kwargs)
-    unknown = set(options) - {"max_peak", "leaks", "iterations", "warmup"}
+    unknown = set(options) - {"max_peak", "leaks", "iterations", "warmup", "min_growth"}
     if unknown or marker.args:
         raise pytest.UsageError(
-            f"{nodeid}: memdiag marker takes max_peak, leaks, iterations, warmup"
+            f"{nodeid}: memdiag marker takes max_peak, leaks, iterations, warmup, min_growth"
         )
-    if options.get("max_peak") is not None:
-        try:
-            options["max_peak"] = parse_size(str(options["max_peak"]))
-        except MemdiagError as exc:
-            raise pytest.UsageError(f"{nodeid}: memdiag marker: {exc}") from None
+    for name in ("max_peak", "min_growth"):
+        if options.get(name) is not None:
+            try:
+                options[name] = parse_size(str(options[name]))
+            except MemdiagError as exc:
+                raise pytest.UsageError(f"{nodeid}: memdiag marker: {exc}") from None
+    if options.get("leaks"):
+        settings = _leak_settings(options)
+        if int(options.get("iterations", 5)) < settings.min_intervals:
+            raise pytest.UsageError(
+                f"{nodeid}: memdiag leaks marker needs iterations >= {settings.min_intervals}"
+            )
     return options
+
+
+def _leak_settings(options: dict[str, Any]) -> LeakSettings:
+    """Return the leak rule's thresholds for a marker: memdiag's defaults, its own warm-up."""
+    from memdiag.analysis.leaks import LeakSettings
+
+    growth = options.get("min_growth")
+    defaults = LeakSettings()
+    return LeakSettings(
+        warmup=int(options.get("warmup", 1)),
+        min_growth_bytes=defaults.min_growth_bytes if growth is None else growth,
+    )
 
 
 def _wrap(func: Callable[..., Any], options: dict[str, Any], measured: TestMemory) -> Any:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if options.get("leaks"):
-            return _check_leaks(func, args, kwargs, options)
-        limit = options.get("max_peak")
-        result = _measure(func, args, kwargs, measured, detailed=limit is not None)
-        if limit is not None:
-            _check_limit(measured, limit)
-        return result
+            return _check_leaks(func, args, kwargs, options, measured)
+        return _measured_call(func, args, kwargs, options, measured)
 
     return wrapper
+
+
+def _measured_call(
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    options: dict[str, Any],
+    measured: TestMemory,
+) -> Any:
+    """Call `func` measured; fail the test when its peak passes the marker's max_peak."""
+    limit = options.get("max_peak")
+    result = _measure(func, args, kwargs, measured, detailed=limit is not None)
+    if limit is not None:
+        _check_limit(measured, limit)
+    return result
 
 
 def _measure(
@@ -165,22 +203,45 @@ def _check_limit(measured: TestMemory, limit: int) -> None:
 
 
 def _check_leaks(
-    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any]
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    options: dict[str, Any],
+    measured: TestMemory,
 ) -> Any:
+    """Run the body `warmup + iterations` times and fail on growth by the leak rule.
+
+    The first run is measured as an unmarked-for-leaks test would be, so that `max_peak`
+    holds for it too; the live heap is recorded after the last warm-up run (before the first
+    run without warm-up) and after every later run.
+    """
+    from memdiag.analysis.leaks import site_leaks
+
+    settings = _leak_settings(options)
     iterations = int(options.get("iterations", 5))
-    warmup = int(options.get("warmup", 1))
-    if iterations < 3:
-        raise pytest.UsageError("memdiag leaks marker needs iterations >= 3")
     result = None
     with selfmem.IterationTracker() as tracker:
-        for index in range(warmup + iterations):
-            result = func(*args, **kwargs)
-            if index >= warmup:
+        if settings.warmup == 0:
+            tracker.record()
+        for index in range(settings.warmup + iterations):
+            if index == 0:
+                result = _measured_call(func, args, kwargs, options, measured)
+            else:
+                result = func(*args, **kwargs)
+            if index >= settings.warmup - 1:
                 tracker.record()
-    growth = tracker.steady_growth()
-    if growth:
-        lines = [f"memdiag: memory grew in every one of {iterations} runs of the test body:"]
-        lines += [f"  {g.describe()}" for g in growth]
+    leaks = site_leaks(tracker.snapshots, settings)
+    if leaks:
+        lines = [
+            f"memdiag: memory grew steadily over {iterations} runs of the test body "
+            f"(at least {format_size(settings.min_growth_bytes)} per run):"
+        ]
+        lines += [
+            f"  {leak.site}: +{format_size(leak.bytes_per_iteration)} per run "
+            f"(+{leak.objects_per_iteration:.0f} blocks), grew in {leak.grew} of "
+            f"{leak.intervals} runs"
+            for leak in leaks
+        ]
         pytest.fail("\n".join(lines), pytrace=False)
     return result
 

@@ -1,7 +1,12 @@
-"""Shared fixtures: every test must leave no child process and no sampler thread behind."""
+"""Shared fixtures: every test must leave no child process and no sampler thread behind.
+
+Tests marked `postgres` need MEMDIAG_TEST_PG_URL (`.ci/postgres.sh` provides it): without
+it they skip, except under CI=true, where they fail: CI must never pass without running them.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -13,6 +18,18 @@ import psutil
 import pytest
 
 MB = 1024 * 1024
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("postgres") is None or os.environ.get("MEMDIAG_TEST_PG_URL"):
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(
+            "MEMDIAG_TEST_PG_URL is not set under CI=true: .ci/run must start PostgreSQL "
+            "(.ci/postgres.sh)",
+            pytrace=False,
+        )
+    pytest.skip("MEMDIAG_TEST_PG_URL is not set (.ci/postgres.sh)")
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,20 @@ def leak(records: int = 300) -> int:
     return records
 
 
+BUFFER = bytearray()
+ROWS: list[int] = []
+
+
+def one_buffer(mb: int = 1) -> None:
+    """Extends one buffer by `mb` MB per call: one object that grows, never a new one."""
+    BUFFER.extend(bytes(mb * 1024 * 1024))
+
+
+def one_list(mb: int = 1) -> None:
+    """Extends one list by `mb` MB of references (to the same int) per call."""
+    ROWS.extend([0] * (mb * 1024 * 1024 // 8))
+
+
 def clean(records: int = 300) -> int:
     """Warms caches (a regex, a dict filled once), keeps nothing across calls."""
     pattern = _COMPILED.setdefault("email", re.compile(r"[^@]+@[^@]+"))

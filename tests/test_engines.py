@@ -188,7 +188,6 @@ PG_SIZES = {"player-sync": 1_000, "import": 50, "migration": 1_000, "record-sync
 
 
 @pytest.mark.postgres
-@pytest.mark.skipif(not PG_URL, reason="MEMDIAG_TEST_PG_URL is not set (.ci/postgres.sh)")
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.engine)
 def test_engine_on_postgresql(case: Case, tmp_path: Path) -> None:
     from sqlalchemy import create_engine, text

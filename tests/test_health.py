@@ -14,6 +14,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
+from prometheus_client import parser
 
 from memdiag import health
 from tests.conftest import MB
@@ -47,7 +48,6 @@ def call(url: str, method: str = "GET", headers: dict[str, str] | None = None) -
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    parser = pytest.importorskip("prometheus_client.parser")
     return {
         sample.name + json.dumps(sample.labels, sort_keys=True): sample.value
         for family in parser.text_string_to_metric_families(text)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from memdiag.analysis.diff import compare_snapshots
-from memdiag.analysis.leaks import LeakSettings, find_leaks, trend
+from memdiag.analysis.leaks import LeakSettings, find_leaks, grows, trend
 from memdiag.model import SiteStat, Snapshot, SnapshotDiff, TypeStat, load_snapshot
 from memdiag.render.leaks_view import LeakMarkdownRenderer
 from tests.conftest import MB
@@ -58,6 +58,40 @@ def test_steady_growth_is_a_leak_named_by_site_and_type() -> None:
 )
 def test_noise_is_not_a_leak(sizes: list[float]) -> None:
     assert not find_leaks(series(sizes)).found
+
+
+def test_one_object_that_grows_is_a_leak() -> None:
+    # One buffer extended by 1 MB per call: one live block, one live object, ever.
+    snaps = [
+        Snapshot(
+            label=f"iteration {i}",
+            time_s=float(i),
+            rss_bytes=50 * MB + i * MB,
+            heap_bytes=i * MB,
+            tracemalloc_bytes=0,
+            sites=[SiteStat(SITE, i * MB, 1)],
+            types=[TypeStat("bytearray", 1, i * MB + 57), TypeStat("str", 900, 60_000)],
+        )
+        for i in range(8)
+    ]
+    report = find_leaks(snaps)
+    (site,) = report.sites
+    assert site.bytes_per_iteration == pytest.approx(MB) and site.objects_per_iteration == 0
+    (kind,) = report.types
+    assert kind.name == "bytearray" and kind.bytes_per_iteration == pytest.approx(MB)
+    assert report.native is None
+
+
+def test_the_rule_on_one_series() -> None:
+    rule = LeakSettings()
+    assert grows(trend([i * 100 * KB for i in range(6)]), rule)
+    assert not grows(trend([i * 60 * KB for i in range(6)]), rule)  # under 64 KB a step
+    assert grows(trend([i * 60 * KB for i in range(6)]), rule, min_slope=50 * KB)
+    assert not grows(trend([0, MB, 2 * MB]), rule)  # two steps: too few to tell
+    assert not grows(trend([0, MB, MB, MB, 2 * MB, 2 * MB]), rule)  # 2 of 5 steps
+    # x in seconds: the slope is per second.
+    seconds = [0.0, 10.0, 20.0, 30.0, 40.0]
+    assert trend([0, 10, 20, 30, 40], seconds).per_step == pytest.approx(1.0)
 
 
 def test_one_flat_call_in_five_still_counts_as_nearly_every() -> None:

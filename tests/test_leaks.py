@@ -50,6 +50,23 @@ def test_python_leak_is_named_by_line_type_and_chain(tmp_path: Path) -> None:
     assert errors in (tmp_path / "l.md").read_text()
 
 
+def test_one_growing_object_is_a_leak(tmp_path: Path) -> None:
+    for target, line, kind, holder in [
+        ("one_buffer", "BUFFER.extend", "bytearray", "BUFFER"),
+        ("one_list", "ROWS.extend", "list", "ROWS"),
+    ]:
+        proc, report = leaks(tmp_path, f"{TARGETS}:{target}")
+        assert proc.returncode == 1, proc.stdout
+        sites = {s["site"].rsplit("/", 1)[-1]: s for s in report["sites"]}
+        site = sites[f"leak_targets.py:{line_of(line)}"]
+        assert 0.9 * 2**20 < site["bytes_per_iteration"] < 1.3 * 2**20, site
+        assert site["objects_per_iteration"] < 1
+        types = {t["name"]: t for t in report["types"]}
+        assert 0.9 * 2**20 < types[kind]["bytes_per_iteration"] < 1.3 * 2**20, types
+        assert types[kind]["chain"]["expression"] == f"leak_targets.{holder}", types[kind]
+        assert report["native"] is None
+
+
 def test_warming_caches_are_not_leaks_and_no_fail(tmp_path: Path) -> None:
     proc, report = leaks(tmp_path, f"{TARGETS}:clean")
     assert proc.returncode == 0 and not report["found"], proc.stdout

@@ -94,7 +94,6 @@ def test_periodically_cleared_process_is_a_sawtooth(tmp_path: Path) -> None:
     ("variant", "verdicts"), [("leaky", {"growing"}), ("cleared", {"sawtooth", "stable"})]
 )
 def test_record_sync_engine(tmp_path: Path, variant: str, verdicts: set[str]) -> None:
-    pytest.importorskip("memdiag_plugins.record_sync")
     code = (
         "from memdiag_plugins.record_sync import run; "
         f"run(variant={variant!r}, cycles=200, batch=500, max_age=20)"

@@ -48,6 +48,26 @@ def test_sawtooth_whose_floor_climbs_is_growing() -> None:
     assert trend.trough_slope_bytes_per_s * 3600 / MB == pytest.approx(600, rel=0.05)
 
 
+def test_one_rise_then_flat_is_not_growing() -> None:
+    # A cache loaded once, half-way: one step up, then flat. A line fits it (R^2 0.75), but it
+    # grew in one slice of the window, not in nearly every one (the leak rule).
+    noise = random.Random(5)
+    times, values = series(
+        200, 1.0, lambda i: 200 * MB + (80 * MB if i >= 110 else 0) + noise.uniform(-1, 1) * MB
+    )
+    trend = classify(times, values)
+    assert trend.r2 > 0.5 and trend.verdict == "stable"
+
+
+def test_growth_in_steps_is_growing() -> None:
+    # 10 MB more every 20 samples: a staircase, as a leak freed to the allocator in chunks.
+    noise = random.Random(6)
+    times, values = series(
+        200, 1.0, lambda i: 200 * MB + (i // 20) * 10 * MB + noise.uniform(-1, 1) * MB
+    )
+    assert classify(times, values).verdict == "growing"
+
+
 def test_flat_with_noise_is_stable() -> None:
     noise = random.Random(2)
     times, values = series(500, 1.0, lambda i: 300 * MB + noise.gauss(0, 0.3) * MB)

@@ -1,19 +1,28 @@
-"""Finds leaks in a series of snapshots, one per iteration (or per interval of time).
+"""The leak rule, once for memdiag: when a series of memory figures counts as growing.
 
-The rule, for every allocation site and every object type, over the snapshots after warm-up:
+One rule decides for `memdiag leaks` (allocation sites, object types and RSS, one point per
+iteration or interval), the pytest plugin's leak check (allocation lines, one point per run
+of the test body) and the monitor's trend (RSS over time, `memdiag.analysis.trend`). Its
+thresholds are `LeakSettings`; `grows` applies them to a series' `Trend`. docs/leaks.md
+("The rule") is where it is documented; every other page links there.
 
-- it grew in nearly every interval: at least `growth_share` (80%) of them, and at least 3;
-- its least-squares slope is at least `min_growth_bytes` per iteration (4 KB by default)
-  and it holds at least one more object (memory block) per iteration.
+A series grows when, after the warm-up,
 
-Caches that warm up (`re`, `typing`, SQLAlchemy's compiled statements) grow in the first
-calls and then stop: after warm-up they grow in few intervals. Free lists and allocator
-pools change RSS, not live objects. Per-call churn is collected before each snapshot. What
-remains, growing call after call, is held by something that outlives the call.
+- it grew in nearly every interval: at least `growth_share` (80%) of them, and at least
+  `min_intervals` (3);
+- its least-squares slope (`memdiag.analysis.fit`) is at least `min_growth_bytes` per
+  iteration: 64 KB by default.
 
-Native growth: RSS that grows in nearly every interval by at least `native_min_bytes` more
-than the Python heap (tracemalloc's traced memory and its own overhead) and by at least half
-the Python heap's own growth: memory that no Python allocation accounts for.
+The series is a size in bytes: one object that grows (a buffer extended on every call)
+leaks as surely as a new object per call, so the number of objects is reported, never
+required. Caches that warm up (`re`, `typing`, SQLAlchemy's compiled statements) grow in
+the first calls and then stop: after warm-up they grow in few intervals. Free lists and
+allocator pools change RSS, not live objects. Per-call churn is collected before each
+snapshot. What remains, growing call after call, is held by something that outlives the call.
+
+Native growth: RSS that grows by the rule with `native_min_bytes` (1 MB) as its floor, more
+than the Python heap (tracemalloc's traced memory and its own overhead) grows, and by at
+least half the Python heap's own growth: memory that no Python allocation accounts for.
 """
 
 from __future__ import annotations
@@ -32,7 +41,12 @@ KB, MB = 1024, 1024 * 1024
 
 @dataclass(frozen=True)
 class LeakSettings:
-    """The detection rule's thresholds (see the module docstring)."""
+    """The leak rule's thresholds (see the module docstring and docs/leaks.md).
+
+    `warmup` points are left out first; `min_growth_bytes` is the smallest least-squares
+    slope per step (bytes per iteration), `growth_share` and `min_intervals` how many steps
+    must rise; `native_min_bytes` is the floor for RSS growth beyond the Python heap.
+    """
 
     warmup: int = 2
     min_growth_bytes: int = 64 * KB
@@ -43,7 +57,7 @@ class LeakSettings:
 
 @dataclass(frozen=True)
 class Trend:
-    """A series' growth: least-squares slope per step, and how many steps grew."""
+    """A series' growth: least-squares slope per x unit (`per_step`), how many steps rose."""
 
     per_step: float
     grew: int
@@ -130,20 +144,30 @@ class LeakReport:
         }
 
 
-def trend(values: Sequence[float]) -> Trend:
-    """Return the least-squares slope of `values` per step and the number of steps that grew."""
+def trend(values: Sequence[float], xs: Sequence[float] | None = None) -> Trend:
+    """Return the least-squares slope of `values` per x unit and the number of steps that grew.
+
+    `xs` defaults to the step number (0, 1, 2, ...): the slope is then per iteration.
+    """
     n = len(values)
     steps = n - 1
     if steps < 1:
         return Trend(0.0, 0, 0, values[0] if values else 0.0, values[-1] if values else 0.0)
-    slope = fit_line(range(n), values).slope
+    slope = fit_line(range(n) if xs is None else xs, values).slope
     grew = sum(1 for a, b in itertools.pairwise(values) if b > a)
     return Trend(slope, grew, steps, values[0], values[-1])
 
 
-def _grows(t: Trend, settings: LeakSettings) -> bool:
+def grows(t: Trend, settings: LeakSettings, min_slope: float | None = None) -> bool:
+    """Return whether a series' Trend grows by the leak rule.
+
+    It grew in at least `growth_share` of its steps and at least `min_intervals` of them,
+    and its slope is at least `min_slope` per x unit (`settings.min_growth_bytes` unless
+    given: the caller passes another floor for RSS, or for x in seconds).
+    """
+    floor = settings.min_growth_bytes if min_slope is None else min_slope
     needed = max(settings.min_intervals, math.ceil(settings.growth_share * t.steps))
-    return t.steps >= settings.min_intervals and t.grew >= needed
+    return t.steps >= settings.min_intervals and t.grew >= needed and t.per_step >= floor
 
 
 def _series(
@@ -162,11 +186,9 @@ def site_leaks(snaps: Sequence[Snapshot], settings: LeakSettings) -> list[SiteLe
     found = []
     for key, entries in _series(snaps, lambda s: {x.key: x for x in s.sites}).items():
         size = trend([e.size_bytes if e else 0 for e in entries])
+        if not grows(size, settings):
+            continue
         count = trend([e.count if e else 0 for e in entries])
-        if not _grows(size, settings) or size.per_step < settings.min_growth_bytes:
-            continue
-        if count.per_step < 1:
-            continue
         last = next(e for e in reversed(entries) if e)
         found.append(
             SiteLeak(
@@ -187,12 +209,10 @@ def type_leaks(snaps: Sequence[Snapshot], settings: LeakSettings) -> list[TypeLe
     """Return the object types that leak, largest growth per iteration first."""
     found = []
     for name, entries in _series(snaps, lambda s: {t.name: t for t in s.types}).items():
-        count = trend([e.count if e else 0 for e in entries])
         size = trend([e.size_bytes if e else 0 for e in entries])
-        if not _grows(count, settings) or count.per_step < 1:
+        if not grows(size, settings):
             continue
-        if size.per_step < settings.min_growth_bytes:
-            continue
+        count = trend([e.count if e else 0 for e in entries])
         last = next(e for e in reversed(entries) if e)
         found.append(
             TypeLeak(
@@ -201,8 +221,8 @@ def type_leaks(snaps: Sequence[Snapshot], settings: LeakSettings) -> list[TypeLe
                 round(size.per_step, 1),
                 last.count,
                 last.size_bytes,
-                count.grew,
-                count.steps,
+                size.grew,
+                size.steps,
             )
         )
     return sorted(found, key=lambda x: -x.bytes_per_iteration)
@@ -214,7 +234,7 @@ def native_growth(snaps: Sequence[Snapshot], settings: LeakSettings) -> NativeGr
     python = [(s.heap_bytes or 0) + (s.tracemalloc_bytes or 0) for s in snaps]
     heap = trend(python)
     native = rss.per_step - max(heap.per_step, 0.0)
-    if not _grows(rss, settings) or native < settings.native_min_bytes:
+    if not grows(rss, settings, settings.native_min_bytes) or native < settings.native_min_bytes:
         return None
     if native < 0.5 * heap.per_step:
         return None

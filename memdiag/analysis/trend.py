@@ -1,7 +1,8 @@
 """How a memory series moves over time: slope, fit, verdict, and time spent above thresholds.
 
-Pure functions over (seconds, bytes) series, so the monitor, the health endpoint and the
-leak detector (x = iteration instead of seconds) share one definition of "growing".
+Pure functions over (seconds, bytes) series, shared by the monitor and the health endpoint.
+"Growing" is the leak rule of `memdiag.analysis.leaks` (documented in docs/leaks.md, "The
+rule"), with seconds as x instead of iterations: this module decides what it is applied to.
 
 The first WARMUP_SHARE of the window is left out of the verdict: a service filling its
 caches, or an interpreter importing its libraries, grows at start without leaking. So is a
@@ -13,10 +14,11 @@ says nothing about how it grew. Then, in order:
 2. `sawtooth` when memory is released periodically: at least two releases, a release being a
    drop from the running peak by at least `RELEASE_SHARE` of the range, with the memory
    rising gradually in between (most steps between releases go up, over several samples).
-   If the troughs (the level each release returns to) themselves climb by more than the
-   noise, the verdict is `growing`: a leak under the sawtooth.
-3. `growing` when a least-squares line explains the series (R^2 >= `GROWTH_R2`) and rises
-   by more than the noise over the window.
+   If the troughs (the level each release returns to) grow by the leak rule, rising by more
+   than the noise over their span, the verdict is `growing`: a leak under the sawtooth.
+3. `growing` when the series grows by the leak rule, applied to the medians of `SLICES`
+   equal slices of the window (so that sampling noise between two samples is not a step)
+   with the noise over the window as the smallest rise.
 4. `stable` otherwise.
 """
 
@@ -29,13 +31,17 @@ from dataclasses import dataclass
 from typing import Literal
 
 from memdiag.analysis.fit import fit_line
+from memdiag.analysis.leaks import LeakSettings, grows
+from memdiag.analysis.leaks import trend as series_trend
 
 Verdict = Literal["stable", "growing", "sawtooth", "unknown"]
 
 NOISE_FLOOR_BYTES = 2 * 1024 * 1024
 NOISE_SHARE = 0.03
 RELEASE_SHARE = 0.4
-GROWTH_R2 = 0.5
+# The leak rule's thresholds; its floor on the slope is the noise, given per series.
+RULE = LeakSettings(warmup=0)
+SLICES = 10
 MIN_RISE_SAMPLES = 2
 WARMUP_SHARE = 0.15
 RISING_SHARE = 0.6
@@ -81,6 +87,27 @@ class Trend:
 def noise_bytes(values: Sequence[float]) -> float:
     """Return the change in bytes below which a series counts as flat."""
     return max(NOISE_FLOOR_BYTES, NOISE_SHARE * statistics.median(values))
+
+
+def slice_medians(
+    times: Sequence[float], values: Sequence[float], slices: int = SLICES
+) -> tuple[list[float], list[float]]:
+    """Return (time, value) medians of up to `slices` consecutive equal slices of a series."""
+    count = min(slices, len(values))
+    bounds = [round(i * len(values) / count) for i in range(count + 1)]
+    pairs = [(lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
+    return (
+        [statistics.median(times[lo:hi]) for lo, hi in pairs],
+        [statistics.median(values[lo:hi]) for lo, hi in pairs],
+    )
+
+
+def rises(times: Sequence[float], values: Sequence[float], noise: float) -> bool:
+    """Return whether the series grows by the leak rule, by more than `noise` over its span."""
+    span = times[-1] - times[0]
+    if span <= 0:
+        return False
+    return grows(series_trend(values, times), RULE, min_slope=noise / span)
 
 
 def find_releases(times: Sequence[float], values: Sequence[float]) -> list[Release]:
@@ -157,12 +184,12 @@ def classify(
         return Trend("stable", line.slope, line.r2, (), None, line.intercept, start)
     releases = tuple(find_releases(times, values))
     if len(releases) >= 2 and rises_gradually(values, releases):
-        troughs = fit_line([r.t_s for r in releases], [r.trough for r in releases])
-        climbing = troughs.slope * (releases[-1].t_s - releases[0].t_s) > noise
+        trough_times, trough_values = [r.t_s for r in releases], [r.trough for r in releases]
+        troughs = fit_line(trough_times, trough_values)
+        climbing = rises(trough_times, trough_values, noise)
         verdict: Verdict = "growing" if climbing else "sawtooth"
         return Trend(verdict, line.slope, line.r2, releases, troughs.slope, line.intercept, start)
-    grew = line.slope * (times[-1] - times[0]) > noise
-    verdict = "growing" if grew and line.r2 >= GROWTH_R2 else "stable"
+    verdict = "growing" if rises(*slice_medians(times, values), noise) else "stable"
     return Trend(verdict, line.slope, line.r2, (), None, line.intercept, start)
 
 

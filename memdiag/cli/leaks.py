@@ -2,13 +2,14 @@
 
 \b
 A Python TARGET is called --iterations times in one fresh child, with tracemalloc on, and
-snapshotted after each call. After --warmup calls, a site or type leaks when it grew in
-at least 80% of the calls by at least --min-growth per call (least-squares slope): caches
-that warm up stop growing, and per-call garbage is collected before each snapshot. For the
-leading leaks, the report names the type allocated at the line and the chain of references
-from a module global, class attribute or closure that keeps it alive (a PNG too with
---out, when graphviz's `dot` is installed). RSS growing faster than the Python heap is
-reported as native growth.
+snapshotted after each call. After --warmup calls, a site or type leaks when its live bytes
+grew in at least 80% of the calls by at least --min-growth per call (least-squares slope),
+whether in new objects or in one that grows: memdiag's one leak rule (docs/leaks.md).
+Caches that warm up stop growing, and per-call garbage is collected before each snapshot.
+For the leading leaks, the report names the type allocated at the line and the chain of
+references from a module global, class attribute or closure that keeps it alive (a PNG
+too with --out, when graphviz's `dot` is installed). RSS growing faster than the Python
+heap is reported as native growth.
 
 \b
 --every SECONDS: snapshot a long-running Python target every SECONDS during one call, or

@@ -8,7 +8,6 @@ peak RSS can be read after it as VmHWM; elsewhere the RSS figures are None.
 from __future__ import annotations
 
 import gc
-import itertools
 import os
 import re
 import tempfile
@@ -19,15 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from memdiag.units import format_size
+from memdiag.model import SiteStat, Snapshot
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 TOP_SITES = 5
 # Frames of the measuring machinery itself, never the answer to "what allocated this".
 _INTERNAL = re.compile(r"[/\\](_pytest|pluggy|memdiag[/\\](measure|pytest_plugin)|tracemalloc)")
-# Smallest mean growth per run that counts as a leak: below it, interpreter caches and free
-# lists that fill in steps can look steady over a handful of runs.
-MIN_GROWTH_PER_RUN = 1024
 
 
 def reset_rss_peak() -> int | None:
@@ -162,27 +158,16 @@ def _short(filename: str) -> str:
         return filename
 
 
-@dataclass(frozen=True)
-class Growth:
-    """A site whose live memory grew in every run: mean bytes and blocks per run."""
-
-    location: str
-    bytes_per_run: float
-    blocks_per_run: float
-
-    def describe(self) -> str:
-        return (
-            f"{self.location}: +{format_size(self.bytes_per_run)} per run "
-            f"(+{self.blocks_per_run:.0f} blocks)"
-        )
-
-
 class IterationTracker:
-    """Snapshots the live heap by allocation line after each run of a block."""
+    """Snapshots the live heap by allocation line after each run of a block.
+
+    `snapshots` holds one `Snapshot` per `record()`, its sites keyed `file:line`, for the
+    leak rule (`memdiag.analysis.leaks.site_leaks`).
+    """
 
     def __init__(self, frames: int = 1) -> None:
         self.frames = frames
-        self.history: list[dict[str, tuple[int, int]]] = []
+        self.snapshots: list[Snapshot] = []
         self._started_here = False
 
     def __enter__(self) -> IterationTracker:
@@ -199,24 +184,11 @@ class IterationTracker:
         """Collect garbage, then record every line's live bytes and blocks."""
         gc.collect()
         snapshot = tracemalloc.take_snapshot()
-        sites: dict[str, tuple[int, int]] = {}
+        sites = []
         for stat in snapshot.statistics("lineno"):
             frame = stat.traceback[0]
-            if _INTERNAL.search(frame.filename):
-                continue
-            sites[f"{frame.filename}:{frame.lineno}"] = (stat.size, stat.count)
-        self.history.append(sites)
-
-    def steady_growth(self) -> list[Growth]:
-        """Return the sites that grew in every step by at least MIN_GROWTH_PER_RUN on average."""
-        if len(self.history) < 2:
-            return []
-        runs = len(self.history) - 1
-        found = []
-        for location in self.history[-1]:
-            sizes = [h.get(location, (0, 0)) for h in self.history]
-            steps = [b[0] - a[0] for a, b in itertools.pairwise(sizes)]
-            total = sizes[-1][0] - sizes[0][0]
-            if all(step > 0 for step in steps) and total / runs >= MIN_GROWTH_PER_RUN:
-                found.append(Growth(location, total / runs, (sizes[-1][1] - sizes[0][1]) / runs))
-        return sorted(found, key=lambda g: g.bytes_per_run, reverse=True)
+            if not _INTERNAL.search(frame.filename):
+                sites.append(SiteStat([[frame.filename, frame.lineno]], stat.size, stat.count))
+        del snapshot
+        index = len(self.snapshots)
+        self.snapshots.append(Snapshot(f"run {index}", float(index), sites=sites))

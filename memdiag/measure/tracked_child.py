@@ -135,9 +135,14 @@ def _evidence(job: Job) -> dict[str, Any]:
     del snaps
     tracemalloc.stop()
     groups = {f"site-{i + 1}": found.site_samples.get(s, []) for i, s in enumerate(sites[:chains])}
-    origins = {}
-    for index, name in enumerate(names):
-        origins[name], groups[f"type-{index + 1}"] = found.type_samples(name, sites)
+    origins: dict[str, tuple[str, int] | None] = {}
+    for index, leak in enumerate(report.types[:chains]):
+        if leak.objects_per_iteration < 1:
+            # It grows without new objects: the objects that grew are the largest ones.
+            grown = leak.bytes_per_iteration * leak.intervals / 2
+            origins[leak.name], groups[f"type-{index + 1}"] = None, _largest(leak.name, grown)
+        else:
+            origins[leak.name], groups[f"type-{index + 1}"] = found.type_samples(leak.name, sites)
     walked = refchain.find_paths(groups)
     evidence: dict[str, Any] = {"sites": {}, "types": {}}
     for index, site in enumerate(sites):
@@ -152,6 +157,27 @@ def _evidence(job: Job) -> dict[str, Any]:
             "chain": _chain(walked.get(f"type-{index + 1}"), job, f"type-{index + 1}"),
         }
     return evidence
+
+
+def _largest(name: str, at_least: float, count: int = 5) -> list[Any]:
+    """Return the largest live objects of the type `name` of at least `at_least` bytes.
+
+    One object that grows (a buffer extended on every call) leaks without a traceback at
+    the leaking line: its header was allocated once, often before tracing started.
+    """
+    import heapq
+    import sys
+
+    from memdiag.measure.snapshot import live_objects, type_name
+
+    names: dict[type, str] = {}
+    of_type = [
+        obj
+        for obj in live_objects()
+        if (names.get(type(obj)) or names.setdefault(type(obj), type_name(type(obj)))) == name
+        and sys.getsizeof(obj) >= at_least
+    ]
+    return heapq.nlargest(count, of_type, key=sys.getsizeof)
 
 
 def _site(key: str) -> tuple[str, int]:
