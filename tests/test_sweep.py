@@ -149,8 +149,10 @@ def test_external_command_and_report_rerender(tmp_path: Path) -> None:
     html = (again / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and 'src="http' not in html
     assert json.loads((again / "results.json").read_text())["matrix"] == data["matrix"]
+    before = (out / "results.json").read_bytes()
     result = memdiag("report", str(out / "results.json"), "--budget", "8GB", "--quiet")
-    assert result.returncode == 0 and len(load(out)["matrix"]) == 1
+    assert result.returncode == 0 and len(load(out / "decision")["matrix"]) == 1
+    assert (out / "results.json").read_bytes() == before  # the input is never rewritten
 
 
 @pytest.mark.parametrize(
