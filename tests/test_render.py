@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -158,3 +159,23 @@ def test_html_is_self_contained(tmp_path: Path) -> None:
     text = html(make_sweep(), tmp_path)
     assert text.count("data:image/png;base64,") == 3
     assert "<script" not in text and 'href="http' not in text
+
+
+def test_report_with_a_new_budget_never_rewrites_its_input(tmp_path: Path) -> None:
+    from memdiag.render.report import save_results
+    from tests.conftest import memdiag
+
+    source = save_results(make_sweep(), tmp_path / "sweep")
+    before = source.read_bytes()
+    proc = memdiag("report", str(source), "--budget", "256MB", "--headroom", "0.5", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert source.read_bytes() == before
+    decided = json.loads((tmp_path / "sweep" / "decision" / "results.json").read_text())
+    assert [row["budget_bytes"] for row in decided["matrix"]] == [256 * MB]
+    assert decided["headroom"] == 0.5
+    # an --out that is the source's own folder would rewrite it: refused, the file untouched
+    proc = memdiag("report", str(source), "--budget", "1GB", "--out", str(tmp_path / "sweep"))
+    assert proc.returncode == 2 and "would rewrite" in proc.stderr, proc.stderr
+    assert source.read_bytes() == before
+    proc = memdiag("report", str(source), "--headroom", "80")
+    assert proc.returncode == 2 and "--headroom 80: a bare number is a fraction" in proc.stderr
