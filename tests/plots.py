@@ -95,3 +95,58 @@ def assert_line_shows(
     assert np.all(np.abs(high_px - high) <= SLACK_PX), (label, high_px, high)
     box = ax.get_window_extent()
     assert (high[1] - low[1]) >= min_height * box.height, f"{label}: the data is squashed"
+
+
+def assert_drawn_alike(first: Path, second: Path, fig: Any) -> None:
+    """Assert that every line of `fig` (which drew `second`) covers the same pixels in
+    `first`: a PNG written elsewhere (by the CLI) shows the same data as `second`."""
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if not line.get_visible() or len(line.get_xdata()) == 0:
+                continue
+            ours = colour_pixels(second, fig, ax, line.get_color())
+            theirs = colour_pixels(first, fig, ax, line.get_color())
+            label = str(line.get_label())
+            assert len(theirs) > 0.9 * len(ours), f"{label}: missing from {first.name}"
+            if len(ours):
+                assert np.allclose(theirs.min(axis=0), ours.min(axis=0), atol=2), label
+                assert np.allclose(theirs.max(axis=0), ours.max(axis=0), atol=2), label
+
+
+def assert_run_plot_shows(
+    png: Path, run_json: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Assert that `png` (a run's timeline plot, written by the CLI) draws the saved run's
+    RSS samples where they belong: as a plot of the same run drawn here, checked in pixels."""
+    from memdiag.model import load_run
+    from memdiag.render.png import MB, PngRenderer
+
+    figures = keep_figures(monkeypatch, request)
+    run = load_run(run_json)
+    again = PngRenderer().timeline(run, png.with_name(f"{png.stem}-checked.png"))
+    fig = figures[-1]
+    times, rss = [s.t_s for s in run.timeline], [s.rss_bytes / MB for s in run.timeline]
+    assert len(times) >= 3, "the run has no timeline to plot"
+    assert_line_shows(again, fig, "RSS", times, rss, min_height=0.1)
+    assert_drawn_alike(png, again, fig)
+
+
+def assert_monitor_plot_shows(
+    png: Path, samples: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Assert that `png` (a monitor's plot, written by the CLI) draws the saved samples' RSS
+    where they belong, as the same plot drawn here from the samples file."""
+    from memdiag.measure.samples_file import read_samples_file
+    from memdiag.render.monitor_report import render_monitor_file
+    from memdiag.render.png import MB
+
+    figures = keep_figures(monkeypatch, request)
+    again = png.with_name(f"{png.stem}-checked.png")
+    assert render_monitor_file(str(samples), str(again)) == 0
+    fig = figures[-1]
+    record = read_samples_file(str(samples))
+    times = [s.t_s for s in record.samples]
+    rss = [s.rss_bytes / MB for s in record.samples]
+    assert len(times) >= 3, "the monitor has too few samples to plot"
+    assert_line_shows(again, fig, "RSS", times, rss, min_height=0.0)
+    assert_drawn_alike(png, again, fig)
