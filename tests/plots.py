@@ -150,3 +150,24 @@ def assert_monitor_plot_shows(
     assert len(times) >= 3, "the monitor has too few samples to plot"
     assert_line_shows(again, fig, "RSS", times, rss, min_height=0.0)
     assert_drawn_alike(png, again, fig)
+
+
+def assert_sweep_plots_show(
+    folder: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Assert that the sweep plots in `folder` (written by the CLI) show its saved results:
+    each series' median peaks where they belong, and every line as drawn here again."""
+    from memdiag.model import load_sweep
+    from memdiag.render.png import MB, PngRenderer, _series
+
+    figures = keep_figures(monkeypatch, request)
+    sweep = load_sweep(folder / "results.json")
+    again = PngRenderer().sweep(sweep, folder / "checked")
+    axis, ticks, series = _series(sweep)
+    for label, configs in list(series.items())[-1:]:  # the last series is drawn on top
+        ok = [c for c in configs if c.status == "ok"]
+        xs = [ticks.index(c.params.get(axis)) for c in ok]
+        peaks = [(c.peak_rss_bytes or 0) / MB for c in ok]
+        assert_line_shows(again["Peak RSS by configuration"], figures[0], label, xs, peaks, 0)
+    for fig, path in zip(figures, again.values(), strict=True):
+        assert_drawn_alike(folder / path.name, path, fig)
