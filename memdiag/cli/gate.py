@@ -31,7 +31,13 @@ from memdiag.units import parse_percent
 @click.command("gate", help=__doc__)
 @click.argument("results", nargs=-1, required=True)
 @click.option("--baseline", required=True, metavar="PATH", help="The accepted baseline.")
-@click.option("--tolerance", default="10%", show_default=True, help="Allowed worsening.")
+@click.option(
+    "--tolerance",
+    default="10%",
+    show_default=True,
+    metavar="PERCENT",
+    help="Allowed worsening: 10% or 0.1.",
+)
 @click.option("--max-peak", default=None, metavar="SIZE", help="Fail any median peak above SIZE.")
 @click.option(
     "--metric",
