@@ -4,14 +4,17 @@ Every result memdiag writes can be compared: a run, a sweep, a pytest report, a 
 Each is reduced to comparable entries, one per configuration: its target and parameters,
 status, and per metric the median with the [min, max] spread of its repeats.
 
+Configurations are matched by target and parameter values (`batch=50` is `batch="50"`).
 A configuration regresses when its status was ok and no longer is, when its median passes
-`--max-peak`, or when its median is worse than the baseline's by more than the tolerance
-AND its whole spread lies above the baseline's spread. The second condition is what keeps
-noise from failing builds: repeats that overlap the baseline's are not a measured change.
+`--max-peak`, or when its median is worse than the baseline's by more than the tolerance,
+unless it is still inside the baseline's own [min, max] spread: a change the baseline's
+repeats already showed is noise. Past twice the tolerance it regresses whatever the spreads.
+Nothing matched, or a metric missing on either side, is an error, never a pass.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +22,7 @@ from typing import Any, Literal
 
 from memdiag.errors import MemdiagError
 from memdiag.model import SCHEMA_VERSION, load_json
+from memdiag.params import ParamsKey, params_key
 
 Verdict = Literal["ok", "improved", "within noise", "regressed", "failed", "over limit"]
 FAILING: tuple[Verdict, ...] = ("regressed", "failed", "over limit")
@@ -134,9 +138,9 @@ class GateResult:
         return [row for row in self.rows if row.verdict in FAILING]
 
 
-def _key(entry: dict[str, Any], ignore: tuple[str, ...] | list[str]) -> str:
-    params = {k: v for k, v in sorted(entry["params"].items()) if k not in ignore}
-    return f"{entry['target']} {params}"
+def _key(entry: dict[str, Any], ignore: tuple[str, ...] | list[str]) -> tuple[str, ParamsKey]:
+    """Return what matches a configuration across files: its target and parameters by value."""
+    return entry["target"], params_key(entry["params"], ignore)
 
 
 def compare(
@@ -148,16 +152,72 @@ def compare(
     ignore: tuple[str, ...] | list[str] = (),
 ) -> GateResult:
     """Return every configuration's verdict; configurations are matched by target and
-    parameters (less the `ignore`d ones), and unmatched ones are listed on their side."""
+    parameter values (less the `ignore`d ones), and unmatched ones are listed on their side.
+
+    Raises MemdiagError when nothing matches, or when a matched configuration that ran ok
+    has no figure for `metric`: a gate that compared nothing must not pass.
+    """
     result = GateResult(metric, tolerance, max_peak)
     base = {_key(e, ignore): e for e in baseline}
     now = {_key(e, ignore): e for e in current}
     result.only_in_baseline = [e for k, e in base.items() if k not in now]
     result.only_in_current = [e for k, e in now.items() if k not in base]
-    for key, entry in now.items():
-        if key in base:
-            result.rows.append(_judge(base[key], entry, metric, tolerance, max_peak))
+    matched = [(base[key], entry) for key, entry in now.items() if key in base]
+    if not matched:
+        raise MemdiagError(_nothing_matched(result, ignore))
+    _check_metric(matched, metric)
+    result.rows = [_judge(b, n, metric, tolerance, max_peak) for b, n in matched]
     return result
+
+
+def _label(entry: dict[str, Any]) -> str:
+    params = " ".join(
+        f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}" for k, v in entry["params"].items()
+    )
+    return f"{entry['target']} {params}".strip()
+
+
+def _listing(entries: list[dict[str, Any]], most: int = 8) -> str:
+    labels = [_label(e) for e in entries[:most]]
+    if len(entries) > most:
+        labels.append(f"and {len(entries) - most} more")
+    return "; ".join(labels) or "none"
+
+
+def _nothing_matched(result: GateResult, ignore: tuple[str, ...] | list[str]) -> str:
+    ignored = f" (ignoring {', '.join(ignore)})" if ignore else ""
+    return (
+        f"no configuration of the results matches one of the baseline{ignored}: "
+        f"baseline only: {_listing(result.only_in_baseline)}; "
+        f"results only: {_listing(result.only_in_current)} "
+        "(--ignore-param NAME matches across a parameter that differs)"
+    )
+
+
+def _check_metric(matched: list[tuple[dict[str, Any], dict[str, Any]]], metric: str) -> None:
+    """Raise MemdiagError naming `metric` when a side that ran ok has no figure for it."""
+    median = METRICS[metric][0]
+    for side, index in (("baseline", 0), ("results", 1)):
+        missing = [
+            pair[index]
+            for pair in matched
+            if pair[index].get("status") == "ok" and pair[index].get(median) is None
+        ]
+        if missing:
+            hint = " (measure with --heap)" if metric == "peak_heap" else ""
+            raise MemdiagError(
+                f"--metric {metric}: the {side} has no {metric} figure for "
+                f"{len(missing)} of {len(matched)} configurations ({_listing(missing, 3)}){hint}"
+            )
+
+
+def _change(before: float | None, after: float | None) -> float | None:
+    """Return after/before - 1, None without both figures (a zero baseline: 0 or +inf)."""
+    if before is None or after is None:
+        return None
+    if before == 0:
+        return 0.0 if after == 0 else math.inf
+    return after / before - 1
 
 
 def _judge(
@@ -165,23 +225,27 @@ def _judge(
 ) -> GateRow:
     median, spread = METRICS[metric]
     before, after = base.get(median), now.get(median)
-    change = after / before - 1 if before and after is not None else None
+    change = _change(before, after)
 
     def row(verdict: Verdict, reason: str = "") -> GateRow:
         return GateRow(now["target"], now["params"], before, after, change, verdict, reason)
 
-    if base.get("status") == "ok" and now.get("status") != "ok":
-        return row("failed", f"status {now.get('status')}")
+    status = now.get("status")
+    if status != "ok" and (base.get("status") == "ok" or change is None):
+        return row("failed", f"status {status}")
     peak = after if metric != "wall" else now.get("peak_rss_bytes")
     if max_peak is not None and peak is not None and peak > max_peak:
         return row("over limit", "median peak above --max-peak")
     if change is None:
-        return row("ok", f"no {metric} figure to compare")
-    low_now, high_base = (now.get(spread) or [after])[0], (base.get(spread) or [before])[-1]
+        # Only a baseline that did not run ok lacks the figure here (see _check_metric).
+        return row("improved", f"was {base.get('status')}")
+    if change > 2 * tolerance:
+        return row("regressed", "more than twice the tolerance")
     if change > tolerance:
-        if low_now > high_base:
-            return row("regressed", "past the tolerance, outside the baseline's spread")
-        return row("within noise", "past the tolerance, but the spreads overlap")
+        high_base = (base.get(spread) or [before])[-1]
+        if after <= high_base:
+            return row("within noise", "past the tolerance, inside the baseline's own spread")
+        return row("regressed", "past the tolerance, above the baseline's spread")
     if change < -tolerance:
         return row("improved")
     return row("ok")

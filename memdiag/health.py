@@ -33,8 +33,8 @@ from memdiag.monitor import collect_garbage, traced_heap_bytes
 
 __all__ = ["app", "clear_caches", "memory_status", "observe", "register_cache_clearer"]
 
-# The trend's window: one point per HISTORY_STEP_S at most, HISTORY_POINTS of them (2 hours
-# at one point a minute, or less when readings are rarer).
+# The trend's window: one point per HISTORY_STEP_S at most, the last HISTORY_POINTS of them:
+# the last 2 hours when readings come at least every 5 s, longer when they are rarer.
 HISTORY_STEP_S = 5.0
 HISTORY_POINTS = 1440
 

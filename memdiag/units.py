@@ -60,15 +60,23 @@ def format_size(size: float | None) -> str:
     return f"{sign}{size:.0f} B"
 
 
-def parse_percent(text: str, *, upper: float = 1.0) -> float:
-    """Return `80%` or `0.8` as the fraction 0.8; at most `upper` (1.0 = 100%)."""
+def parse_percent(text: str, *, name: str = "", upper: float = 1.0) -> float:
+    """Return `80%` or the fraction `0.8` as the fraction 0.8, above 0 and at most `upper`
+    (1.0 = 100%). Every percentage of the command line goes through here.
+
+    A bare number above 1 is an error with a hint, never a multiple: `--tolerance 10` would
+    otherwise silently mean 1000%. `name` (an option such as `--warn`) starts the message.
+    """
     raw = str(text).strip()
+    lead = f"{name} {raw}: " if name else f"{raw!r}: "
     try:
         value = float(raw[:-1]) / 100 if raw.endswith("%") else float(raw)
     except ValueError:
-        raise MemdiagError(f"not a percentage: {text!r} (examples: 80%, 0.8)") from None
+        raise MemdiagError(f"{lead}not a percentage (examples: 80%, 0.8)") from None
+    if not raw.endswith("%") and value > 1:
+        raise MemdiagError(f"{lead}a bare number is a fraction; write {raw}% or {value / 100:g}")
     if not 0 < value <= upper:
-        raise MemdiagError(f"a percentage must be above 0% and at most {upper:.0%}: {text!r}")
+        raise MemdiagError(f"{lead}a percentage must be above 0% and at most {upper:.0%}")
     return value
 
 

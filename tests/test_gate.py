@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from memdiag.errors import MemdiagError
 from memdiag.gate import compare
 from tests.conftest import MB, memdiag
 
@@ -39,6 +40,13 @@ def entry(
         (entry(100, (98, 102)), entry(105, (104, 106)), "ok"),  # within the 10% tolerance
         (entry(100, (98, 102)), entry(70, (69, 71)), "improved"),
         (entry(100), entry(60, status="oom"), "failed"),
+        # overlapping spreads no longer hide a change the baseline's repeats never showed
+        (entry(100, (98, 102)), entry(115, (100, 120)), "regressed"),
+        # inside the baseline's spread, but past twice the tolerance: +25%
+        (entry(100, (90, 130)), entry(125, (121, 128)), "regressed"),
+        # the +290% that a wide baseline spread used to call noise
+        (entry(100, (50, 400)), entry(390, (380, 400)), "regressed"),
+        (entry(100, (50, 400)), entry(120, (60, 400)), "within noise"),  # exactly 2x: noise
     ],
 )
 def test_verdicts(base: dict[str, Any], now: dict[str, Any], verdict: str) -> None:
@@ -59,9 +67,54 @@ def test_max_peak_and_missing_configurations() -> None:
 
 def test_ignored_parameter_matches_variants() -> None:
     fixed, leaky = entry(50, variant="fixed"), entry(80, (78, 82), variant="leaky")
-    assert compare([fixed], [leaky]).rows == []
+    with pytest.raises(MemdiagError):
+        compare([fixed], [leaky])
     (row,) = compare([fixed], [leaky], ignore=["variant"]).rows
     assert row.verdict == "regressed" and row.change == pytest.approx(0.6, abs=0.01)
+
+
+def test_parameters_match_by_value() -> None:
+    base = [entry(100, batch=50, fast=True), entry(100, batch=0.5, fast=False)]
+    now = [entry(130, batch="50", fast="true"), entry(100, batch="0.5", fast="false")]
+    result = compare(base, now)
+    assert [r.verdict for r in result.rows] == ["regressed", "ok"]
+    assert not result.only_in_baseline and not result.only_in_current
+    # 50.0 after a JSON round trip is still 50; True is not 1, "Fixed" is not "fixed"
+    assert len(compare([entry(100, batch=50)], [entry(100, batch=50.0)]).rows) == 1
+    mixed = compare(
+        [entry(1, flag=True), entry(1, v="fixed")], [entry(1, flag=1), entry(1, v="fixed")]
+    )
+    assert [r.params for r in mixed.rows] == [{"v": "fixed"}]
+    assert [e["params"] for e in mixed.only_in_current] == [{"flag": 1}]
+
+
+def test_zero_matched_configurations_is_an_error_listing_both_sides() -> None:
+    base = [entry(100, batch=50), entry(100, batch=100)]
+    with pytest.raises(MemdiagError) as caught:
+        compare(base, [entry(100, batch=10)])
+    message = str(caught.value)
+    assert "batch=50" in message and "batch=100" in message and "batch=10;" not in message
+    assert "results only: job batch=10" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("side", ["baseline", "results"])
+def test_metric_missing_on_either_side_is_an_error_naming_it(side: str) -> None:
+    with_heap = {**entry(100), "peak_heap_bytes": 40 * MB, "peak_heap_spread": [40 * MB] * 2}
+    base, now = (entry(100), with_heap) if side == "baseline" else (with_heap, entry(100))
+    with pytest.raises(MemdiagError, match=f"--metric peak_heap: the {side} has no peak_heap"):
+        compare([base], [now], metric="peak_heap")
+    (row,) = compare([with_heap], [with_heap], metric="peak_heap").rows
+    assert row.verdict == "ok" and row.change == 0
+
+
+def test_a_failed_baseline_without_the_figure_is_no_error() -> None:
+    # an oom in the baseline has no heap figure: the configuration that now runs ok improved
+    failed = {**entry(100), "status": "oom"}
+    with_heap = {**entry(100), "peak_heap_bytes": 40 * MB, "peak_heap_spread": [40 * MB] * 2}
+    (row,) = compare([failed], [with_heap], metric="peak_heap").rows
+    assert row.verdict == "improved" and "oom" in row.reason
+    (row,) = compare([failed], [failed], metric="peak_heap").rows
+    assert row.verdict == "failed"
 
 
 SWEEP = ["player-sync", "--param", "records=2500", "--repeat", "3", "--quiet"]
@@ -145,3 +198,44 @@ def test_bad_baseline_is_exit_2(tmp_path: Path, content: str, message: str) -> N
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], proc.stderr
+
+
+def pytest_report(path: Path, peaks_mb: dict[str, float], heap: bool = False) -> Path:
+    configs = [
+        {
+            "params": {"test": name, "batch": "50" if heap else 50},
+            "peak_rss_bytes": int(mb * MB),
+            "peak_heap_bytes": int(mb * MB / 2) if heap else None,
+            "wall_s": 0.1,
+        }
+        for name, mb in peaks_mb.items()
+    ]
+    path.write_text(
+        json.dumps({"schema_version": 1, "kind": "pytest", "env": {}, "configs": configs})
+    )
+    return path
+
+
+def test_cli_gate_refuses_what_it_cannot_compare(tmp_path: Path) -> None:
+    base = pytest_report(tmp_path / "base.json", {"t.py::a": 10, "t.py::b": 10})
+    same = pytest_report(tmp_path / "same.json", {"t.py::a": 10, "t.py::b": 10}, heap=True)
+    other = pytest_report(tmp_path / "other.json", {"t.py::c": 10})
+    proc = memdiag("gate", str(same), "--baseline", str(base))  # batch "50" is batch 50
+    assert proc.returncode == 0 and "no regression in 2 configurations" in proc.stdout, proc.stderr
+    cases = [
+        ([str(other)], "baseline only: pytest test='t.py::a' batch=50; pytest test='t.py::b'"),
+        ([str(same), "--metric", "peak_heap"], "--metric peak_heap: the baseline has no peak_heap"),
+        (
+            [str(same), "--tolerance", "10"],
+            "--tolerance 10: a bare number is a fraction; write 10%",
+        ),
+    ]
+    for args, message in cases:
+        proc = memdiag("gate", *args, "--baseline", str(base))
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], proc.stderr
+    regressed = pytest_report(tmp_path / "up.json", {"t.py::a": 10, "t.py::b": 10.5})
+    proc = memdiag("gate", str(regressed), "--baseline", str(base), "--tolerance", "0.04")
+    assert proc.returncode == 1 and "tolerance 4%" in proc.stdout
+    proc = memdiag("gate", str(regressed), "--baseline", str(base), "--tolerance", "6%")
+    assert proc.returncode == 0, proc.stdout

@@ -148,3 +148,18 @@ def test_sidecar_bad_pid_is_exit_2() -> None:
         timeout=30,
     )
     assert proc.returncode == 2 and "no such process" in proc.stderr
+
+
+def test_trend_window_is_the_last_two_hours_at_frequent_readings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # as health.py says: one point per 5 s at most, 2 hours of them when readings are frequent
+    clock = [1_000_000.0]
+    monkeypatch.setattr(health.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(health, "_history", health.deque(maxlen=health.HISTORY_POINTS))
+    for _ in range(3 * 3600):  # a reading every second for 3 hours
+        clock[0] += 1.0
+        health.observe(100 * MB)
+    trend = health.trend_of(health._history)
+    assert 2 * 3600 - 10 <= trend["window_s"] <= 2 * 3600
+    assert trend["points"] == health.HISTORY_POINTS

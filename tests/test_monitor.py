@@ -12,11 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from memdiag.monitor import MemoryMonitor
 from memdiag.render.monitor_report import render_monitor_file
 from tests.conftest import MB, memdiag
+from tests.plots import assert_line_shows, colour_pixels, keep_figures, line_of
 
 PY = sys.executable
 # Grows by 2 MB every 50 ms, holding everything: a leak.
@@ -59,7 +61,10 @@ def monitor_json(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProces
 
 
 def test_growing_process_is_growing_and_saved_monitor_rerenders(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     plot = tmp_path / "monitor.png"
     proc, out = monitor_json(
@@ -75,11 +80,24 @@ def test_growing_process_is_growing_and_saved_monitor_rerenders(
     samples = lines(out, "sample")
     assert len(samples) == summary["samples"] >= 25
     assert any("uss_bytes" in s for s in samples)
-    assert "verdict    growing" in proc.stdout and plot.stat().st_size > 10_000
+    assert "verdict    growing" in proc.stdout
 
-    assert render_monitor_file(str(out), str(tmp_path / "again.png")) == 0
+    figures = keep_figures(monkeypatch, request)
+    again = tmp_path / "again.png"
+    assert render_monitor_file(str(out), str(again)) == 0
     printed = capsys.readouterr().out
-    assert "growing — leak suspected" in printed and (tmp_path / "again.png").exists()
+    assert "growing — leak suspected" in printed
+    # the re-rendered plot draws every sample where it belongs, and so did the live one
+    (fig,) = figures
+    times = [s["t_s"] for s in samples]
+    rss_mb = [s["rss_bytes"] / MB for s in samples]
+    assert_line_shows(again, fig, "RSS", times, rss_mb)
+    ax, rss_line = line_of(fig, "RSS")
+    live = colour_pixels(plot, fig, ax, rss_line.get_color())
+    replayed = colour_pixels(again, fig, ax, rss_line.get_color())
+    assert len(live) > 100 and abs(len(live) - len(replayed)) < 0.05 * len(replayed)
+    assert np.allclose(live.min(axis=0), replayed.min(axis=0), atol=2)
+    assert np.allclose(live.max(axis=0), replayed.max(axis=0), atol=2)
 
 
 def test_periodically_cleared_process_is_a_sawtooth(tmp_path: Path) -> None:
@@ -175,7 +193,7 @@ def test_crossings_print_events_and_run_the_hook(tmp_path: Path) -> None:
         "--limit",
         "200MB",
         "--warn",
-        "30",
+        "0.3",
         "--critical",
         "50%",
         "--on-critical",
@@ -193,49 +211,106 @@ def test_crossings_print_events_and_run_the_hook(tmp_path: Path) -> None:
     assert hook_events and hook_events[0]["exit_code"] == 0
     (summary,) = lines(out, "summary")
     assert summary["above_critical_s"] > 0.5
+    (header,) = lines(out, "monitor")
+    assert (header["warn"], header["critical"]) == (30, 50)  # 0.3 is the fraction 30%
+    # the warning fired at 30% of 200 MB: not at 0.3% (the first sample) nor later than 40%
+    assert 30 <= printed[0]["percent"] < 40
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "message"),
     [
-        ["0", "10"],
-        ["1", "10", "--pid", "99999999"],
-        ["1", "1", "--limit", "lots"],
-        ["1", "1", "--warn", "90", "--critical", "80"],
-        ["1", "1", "--on-critical", "no-such-program-here"],
+        (["0", "10"], "INTERVAL"),
+        (["1", "10", "--pid", "99999999"], "99999999"),
+        (["1", "1", "--limit", "lots"], "lots"),
+        (["1", "1", "--warn", "90%", "--critical", "80%"], "warn"),
+        (["1", "1", "--on-critical", "no-such-program-here"], "no-such-program-here"),
+        (["1", "1", "--warn", "75"], "--warn 75: a bare number is a fraction; write 75% or 0.75"),
+        (["1", "1", "--critical", "90"], "--critical 90: a bare number is a fraction"),
+        (["1", "1", "--critical", "120%"], "--critical 120%"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(args: list[str]) -> None:
+def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
     proc = memdiag("monitor", *args)
     assert proc.returncode == 2
     assert proc.stderr.startswith("memdiag: error:") and len(proc.stderr.splitlines()) == 1
+    assert message in proc.stderr
 
 
-def test_memory_monitor_logs_crossings_and_collects(caplog: pytest.LogCaptureFixture) -> None:
+BIG = 40 * MB  # above glibc's largest mmap threshold (32 MB): freeing it returns it at once
+SMALL_CYCLES = 20_000
+
+
+def make_garbage() -> None:
+    """Leave SMALL_CYCLES + 2 self-referencing lists, two holding BIG bytes each: garbage
+    that only the cycle collector frees."""
+    for _ in range(SMALL_CYCLES):
+        small: list[Any] = []
+        small.append(small)
+    for _ in range(2):
+        big: list[Any] = [bytearray(BIG)]
+        big.append(big)
+
+
+def critical_event(auto_gc: bool, caplog: pytest.LogCaptureFixture) -> dict[str, Any]:
+    """Make garbage, then start a monitor whose limit puts this process past critical;
+    return its first event (the critical crossing)."""
     events: list[dict[str, Any]] = []
     ready = threading.Event()
-    rss = MemoryMonitor(limit=1 << 40).reading()["rss"]
 
     def on_event(event: dict[str, Any]) -> None:
         events.append(event)
         ready.set()
 
+    make_garbage()
+    rss = MemoryMonitor(limit=1 << 40).reading()["rss"]
     # A limit just above the current RSS puts this process straight past critical.
     monitor = MemoryMonitor(
         warning=50,
         critical=60,
         interval=0.05,
-        auto_gc=True,
+        auto_gc=auto_gc,
         limit=int(rss * 1.2),
         on_event=on_event,
     )
     with caplog.at_level(logging.DEBUG, logger="memdiag.monitor"), monitor.start("job:42"):
         assert [t.name for t in threading.enumerate()].count("memdiag-monitor") == 1
         assert ready.wait(5)
-    event = events[0]
+    assert not any(t.name == "memdiag-monitor" for t in threading.enumerate())
+    return events[0]
+
+
+@pytest.fixture
+def no_automatic_gc() -> Any:
+    """Keep the cycle collector off so that the garbage waits for the monitor's collection."""
+    import gc
+
+    gc.collect()
+    gc.disable()
+    yield gc
+    gc.enable()
+    gc.collect()
+
+
+def test_memory_monitor_logs_crossings_and_collects(
+    caplog: pytest.LogCaptureFixture, no_automatic_gc: Any
+) -> None:
+    event = critical_event(True, caplog)
     assert event["event"] == "critical" and event["context"] == "job:42"
-    assert event["gc_collected"] >= 0 and "gc_freed_bytes" in event
+    # auto_gc collected the cycles left behind, and gave back the two big buffers' RSS
+    expected = SMALL_CYCLES + 2
+    assert expected <= event["gc_collected"] < 2 * expected
+    assert 1.5 * BIG <= event["gc_freed_bytes"] < 3 * BIG
+    assert no_automatic_gc.collect() < SMALL_CYCLES / 10  # nothing left for a later collection
     critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
     assert critical and critical[0].percent > 60 and critical[0].heap is None  # type: ignore[attr-defined]
+    assert critical[0].gc_collected == event["gc_collected"]  # type: ignore[attr-defined]
     assert any(r.levelno == logging.DEBUG and r.rss > 0 for r in caplog.records)  # type: ignore[attr-defined]
-    assert not any(t.name == "memdiag-monitor" for t in threading.enumerate())
+
+
+def test_memory_monitor_without_auto_gc_leaves_the_garbage(
+    caplog: pytest.LogCaptureFixture, no_automatic_gc: Any
+) -> None:
+    event = critical_event(False, caplog)
+    assert event["event"] == "critical" and "gc_collected" not in event
+    assert no_automatic_gc.collect() >= SMALL_CYCLES + 2  # still there for the next collection

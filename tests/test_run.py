@@ -15,6 +15,7 @@ import pytest
 
 from memdiag.model import load_run
 from tests.conftest import MB, memdiag
+from tests.plots import assert_monitor_plot_shows, assert_run_plot_shows
 
 JOBS = str(Path(__file__).with_name("jobs.py"))
 
@@ -146,12 +147,13 @@ def test_heap_flag_alone_keeps_no_capture(tmp_path: Path) -> None:
     assert any(row[2] for row in run["timeline"])
 
 
-def test_plot_is_a_png(tmp_path: Path) -> None:
-    png = tmp_path / "t.png"
-    proc = memdiag("run", f"{JOBS}:phases", "--plot", str(png))
+def test_plot_shows_the_timeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    png, saved = tmp_path / "t.png", tmp_path / "t.json"
+    proc = memdiag("run", f"{JOBS}:phases", "--plot", str(png), "--json", str(saved))
     assert proc.returncode == 0, proc.stderr
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert png.stat().st_size > 10_000
+    assert_run_plot_shows(png, saved, monkeypatch, request)
     assert "peak RSS" in proc.stdout
 
 
@@ -205,20 +207,24 @@ def test_engines_lists_parameters() -> None:
     assert "example" in proc.stdout and "--param records=200000" in proc.stdout
 
 
-def test_report_re_renders_a_saved_run(tmp_path: Path) -> None:
+def test_report_re_renders_a_saved_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     _, data = run_json(tmp_path, f"{JOBS}:phases")
     png = tmp_path / "again.png"
     proc = memdiag("report", str(tmp_path / "run.json"), "--plot", str(png))
     assert proc.returncode == 0, proc.stderr
     assert "peak RSS" in proc.stdout and data["target"] in proc.stdout
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_run_plot_shows(png, tmp_path / "run.json", monkeypatch, request)
 
 
-def test_report_re_renders_a_saved_monitor(tmp_path: Path) -> None:
+def test_report_re_renders_a_saved_monitor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     samples, png = tmp_path / "samples.jsonl", tmp_path / "monitor.png"
     watched = [sys.executable, "-c", "import time; time.sleep(1)"]
     proc = memdiag("monitor", "0.1", "0", "--out", str(samples), "--", *watched)
     assert proc.returncode == 0, proc.stderr
     proc = memdiag("report", str(samples), "--plot", str(png))
     assert proc.returncode == 0, proc.stderr
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert_monitor_plot_shows(png, samples, monkeypatch, request)

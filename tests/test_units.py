@@ -62,6 +62,24 @@ def test_parse_params_rejects_duplicates_and_bad_shapes() -> None:
 def test_parse_percent() -> None:
     assert parse_percent("80%") == pytest.approx(0.8)
     assert parse_percent("0.75") == pytest.approx(0.75)
-    for bad in ("150%", "0%", "x"):
+    assert parse_percent("1") == 1.0 and parse_percent(" 12.5 % ") == pytest.approx(0.125)
+    assert parse_percent("150%", upper=10.0) == pytest.approx(1.5)
+    for bad in ("150%", "0%", "x", "%", "-5%", "nan", "0"):
         with pytest.raises(MemdiagError):
             parse_percent(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "upper", "hint"),
+    [
+        ("10", 10.0, "--opt 10: a bare number is a fraction; write 10% or 0.1"),
+        ("75", 1.0, "--opt 75: a bare number is a fraction; write 75% or 0.75"),
+        ("1.5", 10.0, "--opt 1.5: a bare number is a fraction; write 1.5% or 0.015"),
+    ],
+)
+def test_a_bare_number_above_one_is_an_error_with_a_hint(
+    text: str, upper: float, hint: str
+) -> None:
+    with pytest.raises(MemdiagError) as caught:
+        parse_percent(text, name="--opt", upper=upper)
+    assert str(caught.value) == hint

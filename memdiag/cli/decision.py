@@ -65,10 +65,7 @@ def parse_budgets(text: str) -> list[int]:
 
 def parse_headroom(text: str) -> float:
     """Return `80%` as 0.8; above 100% is an error (a budget cannot be exceeded)."""
-    try:
-        return parse_percent(text)
-    except MemdiagError as exc:
-        raise MemdiagError(f"--headroom: {exc.message}") from None
+    return parse_percent(text, name="--headroom")
 
 
 def parse_reference(text: str | None) -> dict[str, Any] | None:

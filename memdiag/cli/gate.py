@@ -1,11 +1,14 @@
 """memdiag gate: fail CI when memory regressed against the baseline.
 
 \b
-Compares each configuration of RESULTS (runs, sweeps, pytest reports) with the baseline's:
-change in %, and a verdict. A regression needs the median past --tolerance AND every repeat
-above the baseline's spread, so noise does not fail builds; a configuration that was ok and
-now fails, or whose median passes --max-peak, fails too. Configurations found on one side
-only are listed. Prints a Markdown table; exit 1 on any regression, 0 otherwise.
+Compares each configuration of RESULTS (runs, sweeps, pytest reports) with the baseline's,
+matched by target and parameter values (batch=50 is batch="50"): change in %, and a
+verdict. A median worse than the baseline's by more than --tolerance (10% or 0.1; a bare
+10 is an error) is a regression, unless it is still inside the baseline's own min-max
+spread ("within noise"); past twice the tolerance it always is. A configuration that was
+ok and now fails, or whose median passes --max-peak, fails too. Configurations found on one
+side only are listed. Prints a Markdown table; exit 1 on any regression, 0 otherwise; exit
+2 when no configuration matches or the --metric is missing on either side.
 
 \b
 Examples:
@@ -28,7 +31,13 @@ from memdiag.units import parse_percent
 @click.command("gate", help=__doc__)
 @click.argument("results", nargs=-1, required=True)
 @click.option("--baseline", required=True, metavar="PATH", help="The accepted baseline.")
-@click.option("--tolerance", default="10%", show_default=True, help="Allowed worsening.")
+@click.option(
+    "--tolerance",
+    default="10%",
+    show_default=True,
+    metavar="PERCENT",
+    help="Allowed worsening: 10% or 0.1.",
+)
 @click.option("--max-peak", default=None, metavar="SIZE", help="Fail any median peak above SIZE.")
 @click.option(
     "--metric",
@@ -56,16 +65,11 @@ def command(
     from memdiag.gate import comparable, compare
     from memdiag.render.markdown import MarkdownRenderer
 
+    allowed = parse_percent(tolerance, name="--tolerance", upper=10.0)
+    limit = size_option(max_peak)
     base = comparable(baseline)
     current = [entry for path in results for entry in comparable(path)]
-    result = compare(
-        base,
-        current,
-        metric=metric,
-        tolerance=parse_percent(tolerance, upper=10.0),
-        max_peak=size_option(max_peak),
-        ignore=ignore,
-    )
+    result = compare(base, current, metric=metric, tolerance=allowed, max_peak=limit, ignore=ignore)
     text = MarkdownRenderer().gate(result)
     click.echo(text)
     if md_path:

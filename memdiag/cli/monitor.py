@@ -5,17 +5,18 @@ Samples every INTERVAL seconds for DURATION seconds (0: until the process ends o
 a command started after `--`, a running process with --pid (with its children), or else the
 machine (memory in use and the top processes). Each sample holds the tree's RSS and USS,
 available memory and the percentage of the limit (--limit, else the process's cgroup limit,
-else total memory). Crossing --warn or --critical (and going back below) prints an event as
-a JSON line. At the end (also on Ctrl-C, SIGTERM, or when the process exits) a summary:
-min/mean/max, growth in MB/hour with R², and a verdict: stable, growing (leak suspected) or
-sawtooth (grows, then released periodically). A followed command's exit code is the
+else total memory). Crossing --warn or --critical (`75%` or the fraction `0.75`; a bare 75
+is an error) and going back below prints an event as a JSON line. At the end (also on
+Ctrl-C, SIGTERM, or when the process exits) a summary: min/mean/max, growth in MB/hour with
+R², and a verdict: stable, growing (leak suspected) or sawtooth (grows, then released
+periodically). A followed command's exit code is the
 monitor's; a command still running at the end of DURATION is stopped.
 
 \b
 Examples:
   memdiag monitor 10 300 --pid 4242 --out reports/sync.jsonl --plot sync.png
   memdiag monitor 1 0 --limit 2GB -- node sync.js
-  memdiag monitor 5 0 --pid 4242 --critical 90 --on-critical './clear-cache.sh 4242'
+  memdiag monitor 5 0 --pid 4242 --critical 90% --on-critical './clear-cache.sh 4242'
   memdiag monitor 0.5 60 -- python -m myservice
   memdiag monitor 5 0                      # the machine, until Ctrl-C
 """
@@ -32,14 +33,13 @@ import click
 
 from memdiag.cli.common import TargetCommand, external_command, size_option
 from memdiag.errors import MemdiagError
+from memdiag.units import parse_percent
 
 
 def percent_points(name: str, text: str) -> float:
-    """Return `75` or `75%` as 75.0 (percent of the limit)."""
-    try:
-        return float(text.strip().removesuffix("%"))
-    except ValueError:
-        raise MemdiagError(f"{name} takes a percentage such as 75 or 75%, got {text!r}") from None
+    """Return `75%` or the fraction `0.75` as 75.0 (percent of the limit, as the thresholds
+    keep it); a bare number above 1 is an error with a hint (see units.parse_percent)."""
+    return round(parse_percent(text, name=name) * 100, 9)
 
 
 def hook_command(text: str | None) -> tuple[str, ...]:
@@ -60,9 +60,11 @@ def hook_command(text: str | None) -> tuple[str, ...]:
 @click.argument("duration", type=float)
 @click.option("--pid", type=int, default=None, help="Follow this running process and its tree.")
 @click.option("--limit", default=None, metavar="SIZE", help="The limit percentages refer to.")
-@click.option("--warn", default="75", show_default=True, metavar="PERCENT", help="Warn level.")
 @click.option(
-    "--critical", default="85", show_default=True, metavar="PERCENT", help="Critical level."
+    "--warn", default="75%", show_default=True, metavar="PERCENT", help="Warn level (75% or 0.75)."
+)
+@click.option(
+    "--critical", default="85%", show_default=True, metavar="PERCENT", help="Critical level."
 )
 @click.option(
     "--on-critical", default=None, metavar="CMD", help="Run CMD (no shell) on each critical."

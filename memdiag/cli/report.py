@@ -3,7 +3,8 @@
 \b
 Nothing is re-run. A sweep's results.json gets its whole report again (Markdown, HTML,
 PNGs); with --budget, --headroom, --reference or --predict the decision is recomputed from
-the saved runs first (results.json in --out is updated to match). A run (`memdiag run
+the saved runs first, and the report with its own results.json goes to --out, or else to
+the folder decision/ beside RESULTS. RESULTS itself is never changed. A run (`memdiag run
 --json`) gets its summary, and its timeline with --plot. A monitor's samples.jsonl gets its
 summary (recomputed from the samples, so a monitor that was killed renders too), and its
 plot with --plot. Exit code 2 when the file is missing, corrupt, of an unknown kind, or from
@@ -34,11 +35,19 @@ from memdiag.cli.decision import (
 )
 from memdiag.errors import MemdiagError
 
+# Where a recomputed decision goes when no --out is given: beside the source, never over it.
+DECISION_DIR = "decision"
+
 
 @click.command("report", help=__doc__)
 @click.argument("results", metavar="RESULTS.json")
 @decision_options(defaults=False)
-@click.option("--out", default=None, metavar="DIR", help="Where to write (default: beside it).")
+@click.option(
+    "--out",
+    default=None,
+    metavar="DIR",
+    help="Where to write (default: beside RESULTS; a recomputed decision: decision/ beside it).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Print only the decision matrix.")
 @click.option(
     "--plot",
@@ -100,12 +109,23 @@ def _render_sweep(results: str, out: str | None, quiet: bool, decision: dict[str
         from memdiag.analysis.sweep import analyse_sweep
 
         sweep = analyse_sweep(sweep)
-    folder = Path(out) if out else Path(results).parent
+    folder = _report_folder(results, out, changed)
     moved = folder.resolve() != Path(results).resolve().parent
     files = write_report(sweep, folder, results=changed or moved)
     TerminalRenderer().sweep(sweep, full=not quiet)
     click.echo(f"report: {files.html}")
     return 0
+
+
+def _report_folder(results: str, out: str | None, changed: bool) -> Path:
+    """Return where the report goes: --out, else beside RESULTS, or with a changed decision
+    the folder `decision/` beside it, so that RESULTS itself is never rewritten."""
+    beside = Path(results).parent
+    if out is None:
+        return beside / DECISION_DIR if changed else beside
+    if changed and (Path(out) / "results.json").resolve() == Path(results).resolve():
+        raise MemdiagError(f"--out {out}: would rewrite {results} itself; give another directory")
+    return Path(out)
 
 
 def _apply_decision(sweep: Any, decision: dict[str, Any]) -> bool:

@@ -47,8 +47,9 @@ def gate_table(result: GateResult) -> TableView:
         tones.append("bad" if row in result.failed else "good")
     limit = f", max peak {format_size(result.max_peak)}" if result.max_peak else ""
     note = (
-        f"Metric {result.metric}, tolerance {result.tolerance:.0%}{limit}. A regression needs "
-        "the median past the tolerance and every repeat above the baseline's spread."
+        f"Metric {result.metric}, tolerance {result.tolerance:.0%}{limit}. Past the tolerance "
+        "is a regression unless the median is still inside the baseline's own spread; past "
+        "twice the tolerance it always is."
     )
     columns = ["configuration", "baseline", "now", "change", "verdict"]
     return TableView("gate", "Memory gate", columns, rows, tones, note)
