@@ -8,7 +8,8 @@ database libraries loaded, cannot launch the job and read wait4. This launcher i
 interpreter (about 10 MB), so the job's peak is its own. It also:
 - puts the job in a session of its own, so the whole process tree can be stopped at once;
 - kills that tree on SIGTERM/SIGUSR1 (memdiag's way of enforcing a timeout or a limit) and
-  when memdiag dies (the lifeline pipe reaches EOF), so no job outlives it;
+  when memdiag dies (the lifeline pipe reaches EOF), so no job outlives it; a stop signal
+  that arrives while the job is being started waits (blocked) and is acted on right after;
 - writes wall time, CPU time, ru_maxrss and how the job ended to RESULT as JSON.
 """
 
@@ -20,6 +21,7 @@ import sys
 import time
 
 EXIT_SPAWN_FAILED = 3
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGUSR1}
 
 
 def main() -> None:
@@ -42,12 +44,20 @@ def main() -> None:
     signal.signal(signal.SIGUSR1, stop)
     # Ctrl-C reaches memdiag and this launcher together: memdiag decides, then sends SIGUSR1.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A stop arriving before posix_spawnp returns would find no job to kill and be lost:
+    # blocked here, it stays pending and runs `stop` as soon as `job` is known. The job
+    # itself starts with the mask memdiag gave us and SIGINT at its default.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     started = time.monotonic()
     try:
-        job = os.posix_spawnp(argv[0], argv, os.environ, setsid=True)
+        job = os.posix_spawnp(
+            argv[0], argv, os.environ, setsid=True, setsigmask=mask, setsigdef=[signal.SIGINT]
+        )
     except OSError as exc:
         write(result_path, {"spawn_error": f"cannot start {argv[0]!r}: {exc.strerror or exc}"})
         sys.exit(EXIT_SPAWN_FAILED)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     while True:
         pid, status, usage = os.wait4(job, os.WNOHANG)
         if pid == job:
