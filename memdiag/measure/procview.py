@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 KB = 1024
@@ -116,21 +117,26 @@ def tree_view(pids: Iterable[int]) -> tuple[list[dict[str, Any]], dict[str, int]
     return views, totals
 
 
-def rss_bytes(pid: int) -> int | None:
-    """Return the process's resident set size in bytes (/proc/PID/statm), None once gone."""
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as handle:
-            return int(handle.read().split()[1]) * PAGE
-    except (OSError, IndexError, ValueError):
-        return None
+@dataclass(frozen=True)
+class ProcStat:
+    """What /proc/PID/stat says of a process: its parent, session, page faults (minor and
+    major: every page it got since it started) and resident set size in bytes."""
+
+    parent: int
+    session: int
+    faults: int
+    rss_bytes: int
 
 
-def parent_and_session(pid: int) -> tuple[int, int] | None:
-    """Return the process's parent pid and session id (/proc/PID/stat), None once gone."""
+def read_stat(pid: int) -> ProcStat | None:
+    """Return the process's /proc/PID/stat figures, None once it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
+            # After the command name, which may hold spaces: field 4 (ppid) is index 1.
             fields = handle.read().rpartition(b")")[2].split()
-        return int(fields[1]), int(fields[3])
+        return ProcStat(
+            int(fields[1]), int(fields[3]), int(fields[7]) + int(fields[9]), int(fields[21]) * PAGE
+        )
     except (OSError, IndexError, ValueError):
         return None
 
@@ -160,9 +166,9 @@ class Descendants:
         self._seen &= listed  # a pid that disappears may come back as another process
         fresh = {}
         for pid in listed - self._seen:
-            ids = parent_and_session(pid)
-            if ids is not None:
-                fresh[pid] = ids
+            stat = read_stat(pid)
+            if stat is not None:
+                fresh[pid] = (stat.parent, stat.session)
         self._seen |= fresh.keys()
         joined = False
         # Parents first, whatever their pid order after a wrap-around: repeat until stable.
@@ -185,22 +191,22 @@ class Descendants:
         # Only a session root's child leads itself: before its setsid() it is still in the
         # caller's session, which holds other processes (memdiag, other runs' launchers).
         for pid in list(self._leaders):
-            ids = parent_and_session(pid)
-            if ids is None or ids[1] == pid:
+            stat = read_stat(pid)
+            if stat is None or stat.session == pid:
                 self._leaders.discard(pid)
-                if ids is not None:
+                if stat is not None:
                     self._sessions.add(pid)
 
-    def rss(self) -> dict[int, int]:
-        """Return each process's RSS in bytes; processes that have exited are dropped."""
-        sizes = {}
+    def stats(self) -> dict[int, ProcStat]:
+        """Return each process's stat figures; processes that have exited are dropped."""
+        stats = {}
         for pid in list(self.pids):
-            size = rss_bytes(pid)
-            if size is None:
+            stat = read_stat(pid)
+            if stat is None:
                 self.pids.discard(pid)
             else:
-                sizes[pid] = size
-        return sizes
+                stats[pid] = stat
+        return stats
 
     def kill(self) -> None:
         """Send SIGKILL to every process of the tree, as of the last scan."""

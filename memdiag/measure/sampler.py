@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from memdiag.measure.procview import Descendants, read_rollup
+from memdiag.measure.procview import PAGE, Descendants, ProcStat, read_rollup
 
 if TYPE_CHECKING:
     import psutil
@@ -38,6 +38,9 @@ DESIGN_RATE = 4 * 1024**3
 PSS_SHARE_FAR = 0.01
 PSS_SHARE_NEAR = 0.1
 PSS_MAX_SHARE = 0.25
+# PSS is re-read sooner (within PSS_MAX_SHARE) once copies on write may have added this
+# share to the tree's memory, and at once when they may have taken it past the limit.
+STALE_FRACTION = 0.05
 
 
 class ProcessTree:
@@ -110,6 +113,7 @@ class TreeSampler(threading.Thread):
         self._shared_extra = 0  # bytes the RSS sum counts more than once, from the last PSS
         self._pss_cost = 0.0
         self._pss_at = float("-inf")
+        self._base: dict[int, ProcStat] = {}  # each process's figures at the last PSS read
 
     def stop(self) -> None:
         """Stop sampling and wait for the thread; safe to call more than once."""
@@ -121,7 +125,7 @@ class TreeSampler(threading.Thread):
         next_record = 0.0
         while True:
             now = time.monotonic()
-            used = self.measure(now)
+            used, upper = self.measure(now)
             self.max_rss = max(self.max_rss, used)
             if used:
                 self.last_bytes = used
@@ -133,7 +137,7 @@ class TreeSampler(threading.Thread):
                 self.tree.kill()  # at once: every millisecond here is memory past the limit
                 if self.on_limit is not None:
                     self.on_limit(used)
-            if self._stop_event.wait(self.next_check_s(used)):
+            if self._stop_event.wait(self.next_check_s(upper)):
                 return
 
     def next_check_s(self, used: int) -> float:
@@ -146,32 +150,52 @@ class TreeSampler(threading.Thread):
             return NEAR_CHECK_S
         return min(self.interval, FAR_CHECK_S, max(NEAR_CHECK_S, (near - used) / DESIGN_RATE))
 
-    def measure(self, now: float) -> int:
-        """Return the tree's memory in bytes: its RSS, shared pages counted once."""
+    def measure(self, now: float) -> tuple[int, int]:
+        """Return the tree's memory in bytes, shared pages counted once, and an upper bound
+        of it: what pages copied on write since the last PSS read may have added."""
         changed = self.tree.refresh()
-        sizes = self.tree.rss()
-        if len(sizes) < 2:
+        stats = self.tree.stats()
+        if len(stats) < 2:
             self._shared_extra = 0
-            return sum(sizes.values())
-        total = sum(sizes.values())
-        used = total - self._shared_extra
+            used = sum(stat.rss_bytes for stat in stats.values())
+            return used, used
+        largest = max(stat.rss_bytes for stat in stats.values())
+        used = sum(stat.rss_bytes for stat in stats.values()) - self._shared_extra
+        copied = self._copied_since_pss(stats)
         limit = self.limit_bytes or 0
         share = PSS_SHARE_NEAR if limit and used >= NEAR_FRACTION * limit else PSS_SHARE_FAR
         since = now - self._pss_at
         if (
-            (limit and used > limit)  # confirm before killing: a fresh fork shares everything
+            # Confirm before stopping: a fresh fork shares all its pages, the estimate
+            # counts them twice until PSS is read; copies on write count only in PSS.
+            (limit and used + copied > limit)
             or since >= self._pss_cost / share
-            or (changed and since >= self._pss_cost / PSS_MAX_SHARE)
+            or (
+                (changed or copied > STALE_FRACTION * used)
+                and since >= self._pss_cost / PSS_MAX_SHARE
+            )
         ):
-            self._shared_extra = self._read_shared_extra(now)
-            used = total - self._shared_extra
-        return max(used, max(sizes.values()))
+            self._shared_extra = self._read_shared_extra(now, stats)
+            used = sum(stat.rss_bytes for stat in stats.values()) - self._shared_extra
+            copied = 0
+        return max(used, largest), max(used + copied, largest)
 
-    def _read_shared_extra(self, now: float) -> int:
+    def _copied_since_pss(self, stats: dict[int, ProcStat]) -> int:
+        # A page copied on write costs its process a fault but no RSS: faults beyond the
+        # RSS growth bound (from above) what became private since PSS was last read.
+        copied = 0
+        for pid, stat in stats.items():
+            base = self._base.get(pid)
+            if base is not None:
+                faulted = (stat.faults - base.faults) * PAGE
+                copied += max(0, faulted - (stat.rss_bytes - base.rss_bytes))
+        return copied
+
+    def _read_shared_extra(self, now: float, stats: dict[int, ProcStat]) -> int:
         """Return RSS sum minus PSS sum over the tree now: what sharing counts twice."""
         started = time.perf_counter()
         rss = pss = 0
-        for pid in list(self.tree.pids):
+        for pid in stats:
             try:
                 rollup = read_rollup(pid)
             except OSError:
@@ -180,4 +204,5 @@ class TreeSampler(threading.Thread):
             pss += rollup.get("Pss", 0)
         self._pss_cost = time.perf_counter() - started
         self._pss_at = now
+        self._base = stats
         return max(0, rss - pss)
