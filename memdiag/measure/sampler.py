@@ -41,6 +41,8 @@ PSS_MAX_SHARE = 0.25
 # PSS is re-read sooner (within PSS_MAX_SHARE) once copies on write may have added this
 # share to the tree's memory, and at once when they may have taken it past the limit.
 STALE_FRACTION = 0.05
+PSS_READS = 3
+STEADY_BYTES = 1024**2
 
 
 class ProcessTree:
@@ -151,58 +153,78 @@ class TreeSampler(threading.Thread):
         return min(self.interval, FAR_CHECK_S, max(NEAR_CHECK_S, (near - used) / DESIGN_RATE))
 
     def measure(self, now: float) -> tuple[int, int]:
-        """Return the tree's memory in bytes, shared pages counted once, and an upper bound
-        of it: what pages copied on write since the last PSS read may have added."""
+        """Return the tree's memory in bytes, shared pages counted once, as a lower and an
+        upper estimate: equal right after PSS was read, apart when processes have started
+        or ended since, or may have copied shared pages on write."""
         changed = self.tree.refresh()
         stats = self.tree.stats()
+        rss = sum(stat.rss_bytes for stat in stats.values())
+        largest = max((stat.rss_bytes for stat in stats.values()), default=0)
         if len(stats) < 2:
-            self._shared_extra = 0
-            used = sum(stat.rss_bytes for stat in stats.values())
-            return used, used
-        largest = max(stat.rss_bytes for stat in stats.values())
-        used = sum(stat.rss_bytes for stat in stats.values()) - self._shared_extra
-        copied = self._copied_since_pss(stats)
+            self._base, self._shared_extra = stats, 0
+            return rss, rss
+        low, high = self._estimate(stats, rss)
         limit = self.limit_bytes or 0
-        share = PSS_SHARE_NEAR if limit and used >= NEAR_FRACTION * limit else PSS_SHARE_FAR
+        share = PSS_SHARE_NEAR if limit and high >= NEAR_FRACTION * limit else PSS_SHARE_FAR
         since = now - self._pss_at
         if (
-            # Confirm before stopping: a fresh fork shares all its pages, the estimate
-            # counts them twice until PSS is read; copies on write count only in PSS.
-            (limit and used + copied > limit)
+            (limit and high > limit)  # confirm before stopping, or stop only on a sure figure
             or since >= self._pss_cost / share
             or (
-                (changed or copied > STALE_FRACTION * used)
+                (changed or high - low > STALE_FRACTION * low)
                 and since >= self._pss_cost / PSS_MAX_SHARE
             )
         ):
-            self._shared_extra = self._read_shared_extra(now, stats)
-            used = sum(stat.rss_bytes for stat in stats.values()) - self._shared_extra
-            copied = 0
-        return max(used, largest), max(used + copied, largest)
+            low = high = self._read_pss(now, stats)
+            self._shared_extra = sum(stat.rss_bytes for stat in self._base.values()) - low
+        return max(low, largest), max(high, largest)
 
-    def _copied_since_pss(self, stats: dict[int, ProcStat]) -> int:
-        # A page copied on write costs its process a fault but no RSS: faults beyond the
-        # RSS growth bound (from above) what became private since PSS was last read.
+    def _estimate(self, stats: dict[int, ProcStat], rss: int) -> tuple[int, int]:
+        """Return the tree's memory as a lower and an upper bound, from the RSS now and
+        what sharing was at the last PSS read (bytes)."""
+        base = self._base
+        known = sum(stat.rss_bytes for pid, stat in stats.items() if pid in base)
+        low = max(0, known - self._shared_extra)
+        if any(pid not in stats for pid in base):
+            return low, rss  # what the departed shared is now someone's own: RSS alone bounds
+        # A new process may share every page (a fresh fork). A page copied on write costs
+        # its process a fault but no RSS: faults beyond the RSS growth bound those copies.
         copied = 0
         for pid, stat in stats.items():
-            base = self._base.get(pid)
-            if base is not None:
-                faulted = (stat.faults - base.faults) * PAGE
-                copied += max(0, faulted - (stat.rss_bytes - base.rss_bytes))
-        return copied
+            before = base.get(pid)
+            if before is not None:
+                faulted = (stat.faults - before.faults) * PAGE
+                copied += max(0, faulted - (stat.rss_bytes - before.rss_bytes))
+        return low, min(rss, low + copied + rss - known)
 
-    def _read_shared_extra(self, now: float, stats: dict[int, ProcStat]) -> int:
-        """Return RSS sum minus PSS sum over the tree now: what sharing counts twice."""
+    def _read_pss(self, now: float, stats: dict[int, ProcStat]) -> int:
+        """Return the tree's summed PSS in bytes now; a process that is exiting counts 0.
+
+        Processes are read one after the other: a fork or an exit in between moves shares
+        from one to another, so a read during which the tree changed is repeated, and the
+        smallest of PSS_READS is kept (the peak must not count a page twice).
+        """
         started = time.perf_counter()
-        rss = pss = 0
-        for pid in stats:
-            try:
-                rollup = read_rollup(pid)
-            except OSError:
-                continue
-            rss += rollup.get("Rss", 0)
-            pss += rollup.get("Pss", 0)
+        best = None
+        for _ in range(PSS_READS):
+            pss = 0
+            for pid in stats:
+                try:
+                    pss += read_rollup(pid).get("Pss", 0)
+                except OSError:
+                    continue
+            best = pss if best is None else min(best, pss)
+            changed = self.tree.refresh()
+            after = self.tree.stats()
+            if not changed and all(_steady(stats[pid], after.get(pid)) for pid in stats):
+                break
+            stats = after
         self._pss_cost = time.perf_counter() - started
         self._pss_at = now
         self._base = stats
-        return max(0, rss - pss)
+        return best or 0
+
+
+def _steady(before: ProcStat, after: ProcStat | None) -> bool:
+    """Return whether a process's RSS held within STEADY_BYTES across a PSS read."""
+    return after is not None and abs(after.rss_bytes - before.rss_bytes) <= STEADY_BYTES
