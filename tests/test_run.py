@@ -137,7 +137,9 @@ def test_forked_workers_copying_shared_memory_are_oom(tmp_path: Path) -> None:
         tmp_path, f"{RUN_JOBS}:shared_tree", "--param", "write=true", "--limit", "400MB"
     )
     assert (proc.returncode, run["status"]) == (1, "oom")
-    assert 400 * MB < run["peak_rss_bytes"] < 480 * MB
+    # Stopped past 400 MB; each copy is a burst of 200 MB (a C loop), so how far past depends
+    # on the machine, but never more than the four copies (pages counted once).
+    assert 400 * MB < run["peak_rss_bytes"] < 4 * 212 * MB
 
 
 def test_timeout(tmp_path: Path) -> None:
