@@ -292,6 +292,21 @@ def test_ctrl_c_records_a_killed_run_and_stops_the_job(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "args", [["run", "x"], ["engines"], ["gate", "a.json", "--baseline", "b.json"], ["monitor"]]
+)
+def test_other_platforms_are_refused_in_one_line(args: list[str]) -> None:
+    # As on macOS: no /proc, and ru_maxrss in bytes, not KiB.
+    code = "import sys; sys.platform = 'darwin'; from memdiag.cli import main; main()"
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "memdiag: error: memdiag runs on Linux only (it reads /proc), not on darwin"
+    ]
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["nosuch-engine"], "unknown engine 'nosuch-engine'"),
