@@ -61,7 +61,8 @@ def test_empty_target_peak_is_close_to_bare_python(tmp_path: Path) -> None:
         check=True,
     )
     bare_bytes = int(bare.stdout) * 1024
-    assert abs(empty["peak_rss_bytes"] - bare_bytes) < 5 * MB
+    # Measured 0.3-0.45 MB apart (the bootstrap's imports); 10 MB would be the launcher's.
+    assert abs(empty["peak_rss_bytes"] - bare_bytes) < 1 * MB
 
 
 def test_child_carries_none_of_memdiags_heavy_imports(tmp_path: Path) -> None:
@@ -146,7 +147,9 @@ def test_timeout(tmp_path: Path) -> None:
     proc, run = run_json(tmp_path, f"{JOBS}:sleepy", "--timeout", "1")
     assert proc.returncode == 1
     assert run["status"] == "timeout"
-    assert 0.9 < run["wall_s"] < 1.3
+    # Counted by the launcher from the job's start: neither memdiag's nor the launcher's own
+    # start-up shortens or lengthens it.
+    assert 1.0 <= run["wall_s"] < 1.25
 
 
 def test_killed_by_a_signal(tmp_path: Path) -> None:
@@ -220,7 +223,7 @@ def test_stop_signal_during_spawn_is_not_lost(tmp_path: Path) -> None:
     lifeline_r, lifeline_w = os.pipe()
     argv = [sys.executable, "-I", "-S", "-c", code, launcher.__file__, str(result)]
     started = time.monotonic()
-    proc = subprocess.Popen([*argv, str(lifeline_r), "sleep", "30"], pass_fds=(lifeline_r,))
+    proc = subprocess.Popen([*argv, str(lifeline_r), "-", "sleep", "30"], pass_fds=(lifeline_r,))
     os.close(lifeline_r)
     try:
         proc.wait(timeout=5)

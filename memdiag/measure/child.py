@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from memdiag.model import Run, RunError, Sample, Status
 
 SAMPLED_TREE_MARGIN = 1.02
+# memdiag's own --timeout fallback waits this long past the launcher's deadline.
+LATE_S = 10.0
 # A SIGKILL memdiag did not send, with the tree's last sampled memory at this share of its
 # cgroup's limit: the kernel's OOM killer (or the container's) is the likely sender.
 CGROUP_OOM_FRACTION = 0.9
@@ -135,7 +137,9 @@ def _execute(argv: list[str], workdir: Path, options: RunOptions) -> _Outcome:
     env = {**os.environ, **(options.env or {}), "MEMDIAG_PROBE": str(workdir / "probe.jsonl")}
     lifeline_r, lifeline_w = os.pipe()
     result_path = workdir / "launch.json"
+    timeout = "-" if options.timeout is None else str(options.timeout)
     command = [sys.executable, "-I", "-S", launcher.__file__, str(result_path), str(lifeline_r)]
+    command.append(timeout)
     # Standard library only: the limit is watched from the start, not after psutil loads.
     from memdiag.measure.sampler import TreeSampler
 
@@ -160,7 +164,8 @@ def _execute(argv: list[str], workdir: Path, options: RunOptions) -> _Outcome:
 
     try:
         try:
-            proc.wait(timeout=options.timeout)
+            # The launcher stops the job on time; this is for a launcher that does not.
+            proc.wait(timeout=None if options.timeout is None else options.timeout + LATE_S)
         except subprocess.TimeoutExpired:
             stop("timeout")
             proc.wait()
@@ -171,6 +176,8 @@ def _execute(argv: list[str], workdir: Path, options: RunOptions) -> _Outcome:
         sampler.stop()
         os.close(lifeline_w)
     launch = json.loads(result_path.read_text()) if result_path.exists() else {}
+    if launch.get("timed_out") and not reason:
+        reason.append("timeout")
     if "spawn_error" in launch:
         raise MemdiagError(launch["spawn_error"])
     child_path = workdir / "child.json"

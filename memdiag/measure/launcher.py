@@ -1,6 +1,7 @@
 """The tiny process between memdiag and the job; it reports the job's rusage.
 
-Run as `python -I -S launcher.py RESULT LIFELINE_FD ARGV...`, standard library only.
+Run as `python -I -S launcher.py RESULT LIFELINE_FD TIMEOUT ARGV...` (TIMEOUT in seconds,
+`-` for none), standard library only.
 
 Why it exists: on Linux a child's ru_maxrss starts from the high-water mark of the process
 that launched it (kept across fork and exec), so memdiag itself, with its plotting and
@@ -10,6 +11,8 @@ interpreter (about 10 MB), so the job's peak is its own. It also:
 - kills that tree on SIGTERM/SIGUSR1 (memdiag's way of enforcing a timeout or a limit) and
   when memdiag dies (the lifeline pipe reaches EOF), so no job outlives it; a stop signal
   that arrives while the job is being started waits (blocked) and is acted on right after;
+- stops the job TIMEOUT seconds after it started, counted here so that a slow start of
+  memdiag or of this interpreter neither shortens nor lengthens the job's time;
 - writes wall time, CPU time, ru_maxrss and how the job ended to RESULT as JSON.
 """
 
@@ -25,7 +28,9 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGUSR1}
 
 
 def main() -> None:
-    result_path, lifeline, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    result_path, lifeline, argv = sys.argv[1], int(sys.argv[2]), sys.argv[4:]
+    timeout = None if sys.argv[3] == "-" else float(sys.argv[3])
+    timed_out = False
     os.set_inheritable(lifeline, False)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -62,7 +67,12 @@ def main() -> None:
         pid, status, usage = os.wait4(job, os.WNOHANG)
         if pid == job:
             break
-        ready, _, _ = select.select([wake_r, lifeline], [], [])
+        left = None if timeout is None else started + timeout - time.monotonic()
+        if left is not None and left <= 0:
+            timed_out, timeout = True, None
+            stop()
+            continue
+        ready, _, _ = select.select([wake_r, lifeline], [], [], left)
         if wake_r in ready:
             os.read(wake_r, 512)
         if lifeline in ready and not os.read(lifeline, 512):
@@ -78,6 +88,7 @@ def main() -> None:
             "cpu_s": usage.ru_utime + usage.ru_stime,
             "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
             "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            "timed_out": timed_out,
         },
     )
 
