@@ -12,6 +12,7 @@ With a limit the tree is checked from the moment it is started: every 20 ms far 
 limit, sooner as the tree nears 80% of it (before a job allocating 4 GB/s could get there),
 and every 2 ms above 80%, re-reading the process list at every check. A tree past the limit
 is killed at once (SIGKILL to each of its processes), as a container's OOM killer would.
+docs/run.md states how far past the limit a job can get: R x 10 ms + 2 MB at R bytes/s.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ PSS_MAX_SHARE = 0.25
 # PSS is re-read sooner (within PSS_MAX_SHARE) once copies on write may have added this
 # share to the tree's memory, and at once when they may have taken it past the limit.
 STALE_FRACTION = 0.05
+# A PSS read during which a process's RSS moved more than STEADY_BYTES (a fork, an exit)
+# is repeated, up to PSS_READS times.
 PSS_READS = 3
 STEADY_BYTES = 1024**2
 
