@@ -106,8 +106,8 @@ def test_memory_error_is_oom(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("forked", [False, True], ids=["job", "forked-child"])
 def test_limit_overshoot_is_within_the_documented_bound(tmp_path: Path, forked: bool) -> None:
-    log, rate = tmp_path / "touched.log", 200 * MB  # the job never allocates faster
-    args = ["--param", f"log={log}", "--param", "mb_per_s=200", "--param", f"fork={forked}"]
+    log, rate = tmp_path / "touched.log", 500 * MB  # the job never allocates faster
+    args = ["--param", f"log={log}", "--param", "mb_per_s=500", "--param", f"fork={forked}"]
     proc, run = run_json(tmp_path, f"{RUN_JOBS}:paced", *args, "--limit", "150MB")
     assert proc.returncode == 1
     assert run["status"] == "oom" and run["limit_bytes"] == 150 * MB
