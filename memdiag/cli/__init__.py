@@ -75,6 +75,9 @@ def cli() -> None:
       memdiag run jobs/sync.py:run --param records=10000 --limit 512MB
       memdiag run --batch 25 --timeout 60 -- node sync.js --batch {batch}
     """
+    # /proc, smaps and ru_maxrss in KiB are Linux's: elsewhere every figure would be wrong.
+    if not sys.platform.startswith("linux"):
+        raise MemdiagError(f"memdiag runs on Linux only (it reads /proc), not on {sys.platform}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,7 +2,8 @@
 
 memdiag → launcher (a bare interpreter) → job. The job's peak is the kernel's ru_maxrss of
 the finished job, read by the launcher through wait4, never a sampled maximum: a 50 ms spike
-counts. A sampler thread here records the tree's RSS for the timeline and enforces `--limit`.
+counts. A sampler thread here records the tree's memory for the timeline and enforces
+`--limit` from the moment the launcher starts.
 
 The job is started before memdiag loads psutil and its model classes: those imports (about
 40 ms) then overlap the job instead of adding to its wall time.
@@ -33,6 +34,11 @@ if TYPE_CHECKING:
     from memdiag.model import Run, RunError, Sample, Status
 
 SAMPLED_TREE_MARGIN = 1.02
+# memdiag's own --timeout fallback waits this long past the launcher's deadline.
+LATE_S = 10.0
+# A SIGKILL memdiag did not send, with the tree's last sampled memory at this share of its
+# cgroup's limit: the kernel's OOM killer (or the container's) is the likely sender.
+CGROUP_OOM_FRACTION = 0.9
 
 
 @dataclass(frozen=True)
@@ -69,6 +75,11 @@ class _Outcome:
     samples: list[tuple[float, int]]
     sampled_max: int
     started: float
+    launcher_code: int = 0
+    expects_child: bool = True  # a Python target writes child.json; a command does not
+    last_bytes: int = 0  # the tree's memory at the last check that found a process
+    oom_before: dict[str, int] | None = None
+    oom_after: dict[str, int] | None = None
 
 
 def measure_run(target: Target, params: dict[str, Any], options: RunOptions | None = None) -> Run:
@@ -84,6 +95,7 @@ def measure_run(target: Target, params: dict[str, Any], options: RunOptions | No
     try:
         argv, heap_path = _job_argv(target, params, options, workdir)
         outcome = _execute(argv, workdir, options)
+        outcome.expects_child = target.is_python
         from memdiag.measure.heap import HeapCapture, read_capture
 
         heap = read_capture(heap_path) if heap_path else HeapCapture(None)
@@ -125,11 +137,11 @@ def _execute(argv: list[str], workdir: Path, options: RunOptions) -> _Outcome:
     env = {**os.environ, **(options.env or {}), "MEMDIAG_PROBE": str(workdir / "probe.jsonl")}
     lifeline_r, lifeline_w = os.pipe()
     result_path = workdir / "launch.json"
+    timeout = "-" if options.timeout is None else str(options.timeout)
     command = [sys.executable, "-I", "-S", launcher.__file__, str(result_path), str(lifeline_r)]
-    started = time.time()
-    proc = subprocess.Popen([*command, *argv], pass_fds=(lifeline_r,), env=env)
-    os.close(lifeline_r)
-    from memdiag.measure.sampler import TreeSampler  # psutil: loaded while the job starts
+    command.append(timeout)
+    # Standard library only: the limit is watched from the start, not after psutil loads.
+    from memdiag.measure.sampler import TreeSampler
 
     reason: list[Status] = []
 
@@ -138,16 +150,22 @@ def _execute(argv: list[str], workdir: Path, options: RunOptions) -> _Outcome:
             reason.append(why)
             proc.send_signal(signal.SIGUSR1)
 
+    started = time.time()
+    proc = subprocess.Popen([*command, *argv], pass_fds=(lifeline_r,), env=env)
+    os.close(lifeline_r)
     sampler = TreeSampler(proc.pid, options.interval, options.limit_bytes, lambda _: stop("oom"))
     sampler.start()
     # Warmed while the job runs, not after it: they are needed for the result.
     import memdiag.measure.env
     import memdiag.measure.heap
-    import memdiag.model  # noqa: F401
+    import memdiag.model
+
+    oom_before = memdiag.measure.env.oom_counters(os.getpid())
 
     try:
         try:
-            proc.wait(timeout=options.timeout)
+            # The launcher stops the job on time; this is for a launcher that does not.
+            proc.wait(timeout=None if options.timeout is None else options.timeout + LATE_S)
         except subprocess.TimeoutExpired:
             stop("timeout")
             proc.wait()
@@ -158,6 +176,8 @@ def _execute(argv: list[str], workdir: Path, options: RunOptions) -> _Outcome:
         sampler.stop()
         os.close(lifeline_w)
     launch = json.loads(result_path.read_text()) if result_path.exists() else {}
+    if launch.get("timed_out") and not reason:
+        reason.append("timeout")
     if "spawn_error" in launch:
         raise MemdiagError(launch["spawn_error"])
     child_path = workdir / "child.json"
@@ -165,12 +185,22 @@ def _execute(argv: list[str], workdir: Path, options: RunOptions) -> _Outcome:
     if child and child.get("status") == "bad-target":
         raise MemdiagError(child["message"])
     return _Outcome(
-        launch, child, reason[0] if reason else None, sampler.samples, sampler.max_rss, started
+        launch,
+        child,
+        reason[0] if reason else None,
+        sampler.samples,
+        sampler.max_rss,
+        started,
+        launcher_code=proc.returncode,
+        last_bytes=sampler.last_bytes,
+        oom_before=oom_before,
+        oom_after=memdiag.measure.env.oom_counters(os.getpid()),
     )
 
 
 def _status(outcome: _Outcome, peak: int, limit: int | None) -> tuple[Status, RunError | None]:
-    """Decide how the run ended, in order: our own stop, a passed limit, the job's word."""
+    """Decide how the run ended, in order: our own stop, a passed limit, a missing result,
+    a signal, the job's word, its exit code. Nothing recorded is never `ok`."""
     from memdiag.model import RunError
 
     launch, child = outcome.launch, outcome.child
@@ -180,15 +210,82 @@ def _status(outcome: _Outcome, peak: int, limit: int | None) -> tuple[Status, Ru
         return "killed", RunError("KeyboardInterrupt", "interrupted by the user")
     if outcome.reason == "oom" or (limit is not None and peak > limit):
         return "oom", RunError("LimitExceeded", f"went past the memory limit of {limit} bytes")
+    if not launch or outcome.launcher_code != 0:
+        return "error", RunError("MissingResult", _launcher_failure(outcome))
+    if launch.get("signal"):
+        from memdiag.measure.env import cgroup_limit_bytes
+
+        return kill_verdict(
+            launch["signal"],
+            outcome.last_bytes,
+            cgroup_limit_bytes(os.getpid()),
+            outcome.oom_before or {},
+            outcome.oom_after or {},
+        )
+    code = launch.get("exit_code")
     if child is not None:
+        if child["status"] == "ok" and code:
+            return "error", RunError("ExitCode", f"returned, then exited with code {code}")
         error = RunError(**child["error"]) if child.get("error") else None
         return child["status"], error
-    if launch.get("signal"):
-        name = signal.Signals(launch["signal"]).name
-        return "killed", RunError("Killed", f"killed by {name}")
-    if launch.get("exit_code"):
-        return "error", RunError("ExitCode", f"exited with code {launch['exit_code']}")
+    if code:
+        return "error", RunError("ExitCode", f"exited with code {code}")
+    if outcome.expects_child:
+        message = "the job exited with code 0 but wrote no result (child.json): it did not return"
+        return "error", RunError("MissingResult", message)
     return "ok", None
+
+
+def _launcher_failure(outcome: _Outcome) -> str:
+    code = outcome.launcher_code
+    how = f"ended by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+    if outcome.launch:
+        return f"the launcher {how} after writing its result"
+    missing = "its result (launch.json)"
+    if outcome.expects_child and outcome.child is None:
+        missing += " and the job's (child.json)"
+    return f"the launcher {how} without writing {missing}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return f"{signal.Signals(number).name} (signal {number})"
+    except ValueError:
+        return f"signal {number}"
+
+
+def kill_verdict(
+    signal_number: int,
+    last_bytes: int,
+    cgroup_limit: int | None,
+    oom_before: dict[str, int],
+    oom_after: dict[str, int],
+) -> tuple[Status, RunError]:
+    """Return `oom` for a job killed by a signal memdiag did not send when the evidence says
+    it ran out of memory, else `killed`, with the signal and the evidence in the message.
+
+    Evidence, for SIGKILL only (the OOM killer sends nothing else): an OOM counter that grew
+    during the run (`oom_counters`: the kernel's, the cgroup's memory.events or failcnt), or
+    the tree's last sampled memory (bytes) at CGROUP_OOM_FRACTION of the cgroup's limit.
+    """
+    from memdiag.model import RunError
+    from memdiag.units import format_size
+
+    name = _signal_name(signal_number)
+    if signal_number == signal.SIGKILL:
+        grown = [
+            f"{key} {oom_before[key]} -> {n}"
+            for key, n in oom_after.items()
+            if key in oom_before and n > oom_before[key]
+        ]
+        if grown:
+            return "oom", RunError(
+                "OutOfMemory", f"killed by {name}; out of memory: {', '.join(grown)}"
+            )
+        if cgroup_limit and last_bytes >= CGROUP_OOM_FRACTION * cgroup_limit:
+            share = f"{format_size(last_bytes)} of the cgroup's {format_size(cgroup_limit)} limit"
+            return "oom", RunError("OutOfMemory", f"killed by {name} at {share}")
+    return "killed", RunError("Killed", f"killed by {name}")
 
 
 def _build_run(

@@ -16,28 +16,55 @@ from memdiag import __version__
 def cgroup_limit_bytes(pid: int) -> int | None:
     """Return the tightest memory limit of `pid`'s cgroup and its ancestors, in bytes, or
     None when there is none (cgroup v2 or v1; a limit at or above total memory is none)."""
+    total = psutil.virtual_memory().total
+    limits = []
+    for folder, version in _memory_cgroups(pid):
+        raw = _read(folder / ("memory.max" if version == 2 else "memory.limit_in_bytes"))
+        if raw.isdigit() and int(raw) < total:
+            limits.append(int(raw))
+    return min(limits, default=None)
+
+
+def oom_counters(pid: int) -> dict[str, int]:
+    """Return the out-of-memory counters that can be read, by file: the kernel's OOM kills
+    (/proc/vmstat) and those of `pid`'s memory cgroup and its ancestors (v2 memory.events
+    oom_kill; v1 memory.oom_control oom_kill and memory.failcnt). Read only, never written.
+    """
+    counters = {}
+    files = [(Path("/proc/vmstat"), "oom_kill")]
+    for folder, version in _memory_cgroups(pid):
+        if version == 2:
+            files.append((folder / "memory.events", "oom_kill"))
+        else:
+            files += [(folder / "memory.oom_control", "oom_kill"), (folder / "memory.failcnt", "")]
+    for path, name in files:
+        for line in _read(path).splitlines():
+            key, _, value = line.rpartition(" ")
+            if key == name and value.isdigit():
+                counters[f"{path}{' ' + name if name else ''}"] = int(value)
+    return counters
+
+
+def _memory_cgroups(pid: int) -> list[tuple[Path, int]]:
+    """Return the folders of `pid`'s memory cgroup and its ancestors, with the cgroup version."""
     try:
         lines = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
     except OSError:
-        return None
-    total = psutil.virtual_memory().total
-    limits = []
+        return []
+    folders = []
     for line in lines:
         _, controllers, path = line.split(":", 2)
         if controllers == "":
-            root, name = Path("/sys/fs/cgroup"), "memory.max"
+            root, version = Path("/sys/fs/cgroup"), 2
         elif "memory" in controllers.split(","):
-            root, name = Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"
+            root, version = Path("/sys/fs/cgroup/memory"), 1
         else:
             continue
         # Inside a container the cgroup path may not exist under the mount: check its
-        # ancestors and the mount's own root too, and keep the tightest limit.
+        # ancestors and the mount's own root too.
         here = Path(path.lstrip("/"))
-        for folder in (here, *here.parents):
-            raw = _read(root / folder / name)
-            if raw.isdigit() and int(raw) < total:
-                limits.append(int(raw))
-    return min(limits, default=None)
+        folders += [(root / folder, version) for folder in (here, *here.parents)]
+    return folders
 
 
 def _read(path: Path) -> str:

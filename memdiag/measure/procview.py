@@ -9,10 +9,14 @@ files). Standard library only, so the measured child can read its own USS as wel
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 KB = 1024
+PAGE = os.sysconf("SC_PAGE_SIZE")
 # smaps fields added up per region: resident pages and swapped-out pages.
 _REGION_FIELDS = ("Rss", "Swap")
 
@@ -111,3 +115,103 @@ def tree_view(pids: Iterable[int]) -> tuple[list[dict[str, Any]], dict[str, int]
         for name, size in view["regions"].items():
             totals[name] = totals.get(name, 0) + size
     return views, totals
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """What /proc/PID/stat says of a process: its parent, session, page faults (minor and
+    major: every page it got since it started) and resident set size in bytes."""
+
+    parent: int
+    session: int
+    faults: int
+    rss_bytes: int
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    """Return the process's /proc/PID/stat figures, None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            # After the command name, which may hold spaces: field 4 (ppid) is index 1.
+            fields = handle.read().rpartition(b")")[2].split()
+        return ProcStat(
+            int(fields[1]), int(fields[3]), int(fields[7]) + int(fields[9]), int(fields[21]) * PAGE
+        )
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class Descendants:
+    """The processes below `root`, followed incrementally from /proc.
+
+    Each `refresh()` lists /proc (about 0.1 ms) and reads only the processes it has not seen
+    yet, where psutil's children() reads every process's stat file (about 2 ms): cheap
+    enough to run at every check of a limit. A process belongs when its parent does or when
+    it is in the session of one of root's children (the launcher's job leads a session of
+    its own), so an orphan whose parent has exited is still counted.
+    """
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.pids: set[int] = set()
+        self._sessions: set[int] = set()
+        self._leaders: set[int] = set()  # root's children not yet seen leading a session
+        self._seen: set[int] = set()
+
+    def refresh(self) -> bool:
+        """Rescan /proc; return whether processes joined or left the tree since the last scan."""
+        listed = {int(name) for name in os.listdir("/proc") if name.isdigit()}
+        gone = self.pids - listed
+        self.pids -= gone
+        self._seen &= listed  # a pid that disappears may come back as another process
+        fresh = {}
+        for pid in listed - self._seen:
+            stat = read_stat(pid)
+            if stat is not None:
+                fresh[pid] = (stat.parent, stat.session)
+        self._seen |= fresh.keys()
+        joined = False
+        # Parents first, whatever their pid order after a wrap-around: repeat until stable.
+        while fresh:
+            members = [pid for pid, ids in fresh.items() if self._belongs(*ids)]
+            if not members:
+                break
+            for pid in members:
+                if fresh.pop(pid)[0] == self.root:
+                    self._leaders.add(pid)
+                self.pids.add(pid)
+            joined = True
+        self._note_sessions()
+        return joined or bool(gone)
+
+    def _belongs(self, parent: int, session: int) -> bool:
+        return parent == self.root or parent in self.pids or session in self._sessions
+
+    def _note_sessions(self) -> None:
+        # Only a session root's child leads itself: before its setsid() it is still in the
+        # caller's session, which holds other processes (memdiag, other runs' launchers).
+        for pid in list(self._leaders):
+            stat = read_stat(pid)
+            if stat is None or stat.session == pid:
+                self._leaders.discard(pid)
+                if stat is not None:
+                    self._sessions.add(pid)
+
+    def stats(self) -> dict[int, ProcStat]:
+        """Return each process's stat figures; processes that have exited are dropped."""
+        stats = {}
+        for pid in list(self.pids):
+            stat = read_stat(pid)
+            if stat is None:
+                self.pids.discard(pid)
+            else:
+                stats[pid] = stat
+        return stats
+
+    def kill(self) -> None:
+        """Send SIGKILL to every process of the tree, as of the last scan."""
+        for pid in self.pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                continue

@@ -1,8 +1,18 @@
-"""Samples the RSS of a process tree in a background thread, and enforces a memory limit.
+"""Samples the memory of a process tree in a background thread, and enforces a memory limit.
 
-The samples make the timeline; they are never the reported peak (the kernel's ru_maxrss is).
-With a limit, the tree is checked more often than it is recorded, so a job that runs past its
-budget is stopped within about 20 ms, as a container's OOM killer would stop it.
+The samples make the timeline. They are the reported peak only when the job ran several
+processes at once and their sum is clearly above the kernel's per-process figure
+(`peak_rss_source: sampled-tree`); otherwise the kernel's ru_maxrss is the peak.
+
+A process's memory is its RSS. With several processes, pages they share (a forked worker
+reading its parent's data) are counted once: the RSS sum is corrected by the proportional
+set size (PSS, /proc/PID/smaps_rollup), which splits each shared page among its sharers.
+
+With a limit the tree is checked from the moment it is started: every 20 ms far from the
+limit, sooner as the tree nears 80% of it (before a job allocating 4 GB/s could get there),
+and every 2 ms above 80%, re-reading the process list at every check. A tree past the limit
+is killed at once (SIGKILL to each of its processes), as a container's OOM killer would.
+docs/run.md states how far past the limit a job can get: R x 10 ms + 2 MB at R bytes/s.
 """
 
 from __future__ import annotations
@@ -10,12 +20,32 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import psutil
+from memdiag.measure.procview import PAGE, Descendants, ProcStat, read_rollup
 
-LIMIT_CHECK_S = 0.02
-# psutil's children() scans every process in /proc: refresh the tree no more often than this.
-TREE_REFRESH_S = 0.1
+if TYPE_CHECKING:
+    import psutil
+
+FAR_CHECK_S = 0.02
+NEAR_CHECK_S = 0.002
+NEAR_FRACTION = 0.8
+# Below NEAR_FRACTION, the next check comes before a job allocating this fast (bytes/s)
+# could pass NEAR_FRACTION of the limit: from there on, checks are NEAR_CHECK_S apart.
+DESIGN_RATE = 4 * 1024**3
+# PSS costs about 20 us per resident MB (smaps_rollup walks the page tables: 4 ms for a
+# 200 MB process), so it is read on a share of the time: this much far from the limit,
+# more near it, and never more than PSS_MAX_SHARE even when processes keep starting.
+PSS_SHARE_FAR = 0.01
+PSS_SHARE_NEAR = 0.1
+PSS_MAX_SHARE = 0.25
+# PSS is re-read sooner (within PSS_MAX_SHARE) once copies on write may have added this
+# share to the tree's memory, and at once when they may have taken it past the limit.
+STALE_FRACTION = 0.05
+# A PSS read during which a process's RSS moved more than STEADY_BYTES (a fork, an exit)
+# is repeated, up to PSS_READS times.
+PSS_READS = 3
+STEADY_BYTES = 1024**2
 
 
 class ProcessTree:
@@ -35,6 +65,8 @@ class ProcessTree:
         now = time.monotonic()
         if now - self._refreshed >= self.refresh_s or not self._procs:
             self._refreshed = now
+            import psutil
+
             try:
                 found = self.root.children(recursive=True)
             except psutil.Error:
@@ -47,6 +79,8 @@ class ProcessTree:
 
     def rss(self) -> tuple[int, int]:
         """Return the tree's summed RSS in bytes and how many processes it covers."""
+        import psutil
+
         total = counted = 0
         for proc in self.processes():
             try:
@@ -58,9 +92,10 @@ class ProcessTree:
 
 
 class TreeSampler(threading.Thread):
-    """Records (epoch seconds, RSS of `root`'s descendants) every `interval` seconds.
+    """Records (epoch seconds, memory of `root`'s descendants in bytes) every `interval` s.
 
-    `on_limit(rss)` is called once, from this thread, when the tree's RSS passes `limit_bytes`.
+    `on_limit(bytes)` is called once, from this thread, right after the tree was killed for
+    passing `limit_bytes`. Standard library only: it can start before memdiag loads psutil.
     """
 
     def __init__(
@@ -71,14 +106,19 @@ class TreeSampler(threading.Thread):
         on_limit: Callable[[int], None] | None = None,
     ) -> None:
         super().__init__(name="memdiag-sampler", daemon=True)
-        self.tree = ProcessTree(psutil.Process(root_pid), TREE_REFRESH_S)
+        self.tree = Descendants(root_pid)
         self.interval = interval
         self.limit_bytes = limit_bytes
         self.on_limit = on_limit
         self.samples: list[tuple[float, int]] = []
         self.max_rss = 0
+        self.last_bytes = 0  # at the last check that found a process: what a killer saw
         self.limit_hit: int | None = None
         self._stop_event = threading.Event()
+        self._shared_extra = 0  # bytes the RSS sum counts more than once, from the last PSS
+        self._pss_cost = 0.0
+        self._pss_at = float("-inf")
+        self._base: dict[int, ProcStat] = {}  # each process's figures at the last PSS read
 
     def stop(self) -> None:
         """Stop sampling and wait for the thread; safe to call more than once."""
@@ -87,18 +127,107 @@ class TreeSampler(threading.Thread):
             self.join()
 
     def run(self) -> None:
-        step = min(self.interval, LIMIT_CHECK_S) if self.limit_bytes else self.interval
         next_record = 0.0
         while True:
             now = time.monotonic()
-            rss = self.tree.rss()[0]
-            self.max_rss = max(self.max_rss, rss)
+            used, upper = self.measure(now)
+            self.max_rss = max(self.max_rss, used)
+            if used:
+                self.last_bytes = used
             if now >= next_record:
-                self.samples.append((time.time(), rss))
+                self.samples.append((time.time(), used))
                 next_record = now + self.interval
-            if self.limit_bytes and rss > self.limit_bytes and self.limit_hit is None:
-                self.limit_hit = rss
+            if self.limit_bytes and used > self.limit_bytes and self.limit_hit is None:
+                self.limit_hit = used
+                self.tree.kill()  # at once: every millisecond here is memory past the limit
                 if self.on_limit is not None:
-                    self.on_limit(rss)
-            if self._stop_event.wait(step):
+                    self.on_limit(used)
+            if self._stop_event.wait(self.next_check_s(upper)):
                 return
+
+    def next_check_s(self, used: int) -> float:
+        """Return the seconds until the next check, given the tree's memory now (bytes)."""
+        limit = self.limit_bytes
+        if not limit or self.limit_hit is not None:
+            return self.interval
+        near = NEAR_FRACTION * limit
+        if used >= near:
+            return NEAR_CHECK_S
+        return min(self.interval, FAR_CHECK_S, max(NEAR_CHECK_S, (near - used) / DESIGN_RATE))
+
+    def measure(self, now: float) -> tuple[int, int]:
+        """Return the tree's memory in bytes, shared pages counted once, as a lower and an
+        upper estimate: equal right after PSS was read, apart when processes have started
+        or ended since, or may have copied shared pages on write."""
+        changed = self.tree.refresh()
+        stats = self.tree.stats()
+        rss = sum(stat.rss_bytes for stat in stats.values())
+        largest = max((stat.rss_bytes for stat in stats.values()), default=0)
+        if len(stats) < 2:
+            self._base, self._shared_extra = stats, 0
+            return rss, rss
+        low, high = self._estimate(stats, rss)
+        limit = self.limit_bytes or 0
+        share = PSS_SHARE_NEAR if limit and high >= NEAR_FRACTION * limit else PSS_SHARE_FAR
+        since = now - self._pss_at
+        if (
+            (limit and high > limit)  # confirm before stopping, or stop only on a sure figure
+            or since >= self._pss_cost / share
+            or (
+                (changed or high - low > STALE_FRACTION * low)
+                and since >= self._pss_cost / PSS_MAX_SHARE
+            )
+        ):
+            low = high = self._read_pss(now, stats)
+            self._shared_extra = sum(stat.rss_bytes for stat in self._base.values()) - low
+        return max(low, largest), max(high, largest)
+
+    def _estimate(self, stats: dict[int, ProcStat], rss: int) -> tuple[int, int]:
+        """Return the tree's memory as a lower and an upper bound, from the RSS now and
+        what sharing was at the last PSS read (bytes)."""
+        base = self._base
+        known = sum(stat.rss_bytes for pid, stat in stats.items() if pid in base)
+        low = max(0, known - self._shared_extra)
+        if any(pid not in stats for pid in base):
+            return low, rss  # what the departed shared is now someone's own: RSS alone bounds
+        # A new process may share every page (a fresh fork). A page copied on write costs
+        # its process a fault but no RSS: faults beyond the RSS growth bound those copies.
+        copied = 0
+        for pid, stat in stats.items():
+            before = base.get(pid)
+            if before is not None:
+                faulted = (stat.faults - before.faults) * PAGE
+                copied += max(0, faulted - (stat.rss_bytes - before.rss_bytes))
+        return low, min(rss, low + copied + rss - known)
+
+    def _read_pss(self, now: float, stats: dict[int, ProcStat]) -> int:
+        """Return the tree's summed PSS in bytes now; a process that is exiting counts 0.
+
+        Processes are read one after the other: a fork or an exit in between moves shares
+        from one to another, so a read during which the tree changed is repeated, and the
+        smallest of PSS_READS is kept (the peak must not count a page twice).
+        """
+        started = time.perf_counter()
+        best = None
+        for _ in range(PSS_READS):
+            pss = 0
+            for pid in stats:
+                try:
+                    pss += read_rollup(pid).get("Pss", 0)
+                except OSError:
+                    continue
+            best = pss if best is None else min(best, pss)
+            changed = self.tree.refresh()
+            after = self.tree.stats()
+            if not changed and all(_steady(stats[pid], after.get(pid)) for pid in stats):
+                break
+            stats = after
+        self._pss_cost = time.perf_counter() - started
+        self._pss_at = now
+        self._base = stats
+        return best or 0
+
+
+def _steady(before: ProcStat, after: ProcStat | None) -> bool:
+    """Return whether a process's RSS held within STEADY_BYTES across a PSS read."""
+    return after is not None and abs(after.rss_bytes - before.rss_bytes) <= STEADY_BYTES
