@@ -79,10 +79,11 @@ def test_text_renderers_show_the_decision(
     sweep = make_sweep(jobs=2)
     text = render(sweep, tmp_path)
     assert "nothing fits" in text  # 48 MB: every config is above 38.4 MB
-    # 512 MB: decided at the largest input, where batch=50 is fastest and stream still fits
-    # (accumulate at batch=50 went over its limit there)
-    assert "variant=stream batch=50 records=20000" in text
-    assert "Decision matrix at records=20000 (the largest input measured)" in text
+    # 512 MB: decided at --at records=220000, where batch=50 is fastest and only stream fits
+    # (accumulate grows past 80% of 512 MB there, and at batch=50 went over its limit)
+    assert "variant=stream batch=50 records=220000" in text
+    assert "Decision matrix at records=220000 (predicted from each configuration" in text
+    assert "188,533 records" in text  # capacity of accumulate batch=10 in 512 MB
     assert "memory grows with the input" in text and "memory is constant" in text
     assert "noisier" in text  # --jobs 2
     assert "records=220,000" in text
@@ -91,12 +92,13 @@ def test_text_renderers_show_the_decision(
 
 def test_png_renderer_writes_every_plot(tmp_path: Path) -> None:
     images = PngRenderer().sweep(make_sweep(), tmp_path)
-    assert [p.name for p in images.values()] == ["peak.png", "throughput.png", "timelines.png"]
+    names = [p.name for p in images.values()]
+    assert names == ["capacity.png", "peak.png", "throughput.png", "timelines.png"]
     for path in images.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_html_is_self_contained(tmp_path: Path) -> None:
     text = html(make_sweep(), tmp_path)
-    assert text.count("data:image/png;base64,") == 3
+    assert text.count("data:image/png;base64,") == 4
     assert "<script" not in text and 'href="http' not in text

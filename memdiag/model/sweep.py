@@ -219,6 +219,10 @@ class Sweep:
     # `--confirm` runs at the decision size under limit = budget (outside the axes' grid).
     confirm_runs: list[Run] = field(default_factory=list)
 
+    def predict_at(self) -> dict[str, Any]:
+        """Return the `--at` sizes as given: whole numbers without a trailing `.0`."""
+        return {k: int(v) if v == int(v) else v for k, v in self.predict.items()}
+
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form (`schema_version`, `kind: "sweep"` first); runs in full."""
         data = asdict(self)
