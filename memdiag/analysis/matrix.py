@@ -111,7 +111,8 @@ def choose(fitting: list[Candidate], throughput: bool) -> tuple[Candidate, str |
     tied = [
         c
         for c in fitting
-        if abs(speed(best, throughput) - speed(c, throughput)) < noise(best, c, throughput)
+        if c is best
+        or abs(speed(best, throughput) - speed(c, throughput)) < noise(best, c, throughput)
     ]
     chosen = min(tied, key=lambda c: (c.peak_upper_bytes, -speed(c, throughput)))
     if chosen is best:
