@@ -165,8 +165,8 @@ class PngRenderer:
             at = sweep.predict[axis]
             ax.axvline(at, color="#202124", lw=1.0, ls="-.")
             ax.text(
-                at, 0.99, f" --at {axis}={at:,.0f}", transform=ax.get_xaxis_transform(),
-                va="top", ha="right", fontsize=8, rotation=90,
+                at, 0.02, f"--at {axis}={at:,.0f} ", transform=ax.get_xaxis_transform(),
+                va="bottom", ha="right", fontsize=8,
             )  # fmt: skip
         low_x = min((f.points[0][0] for f in fits), default=1.0)
         high_x = max([*(f.band[-1][0] for f in fits if f.band), sweep.predict.get(axis, 0.0)])
