@@ -90,6 +90,14 @@ def test_a_line_predicts_with_an_interval_and_warns_far_out() -> None:
     (near,) = predict([fit], {"records": 30_000}, [], 0.8)
     assert near.firm and near.warning is None
     assert (near.peak_high_bytes or 0) - near.peak_rss_bytes > 2 * MB  # repeats widen it
+    # on an exact line the interval comes from the repeats' spread alone
+    exact = [sized(50 + n / 100, n) for n in axes["records"]]
+    spread = exact + [sized(52 + n / 100, n) for n in axes["records"]]
+    (tight,) = fit_scaling(summarise(exact, axes), axes)
+    (wide,) = fit_scaling(summarise(spread, axes), axes)
+    tight_low, tight_high = bounds(tight, 8000)[1:]
+    wide_low, wide_high = bounds(wide, 8000)[1:]
+    assert tight_high - tight_low < 0.01 * MB and wide_high - wide_low > 4 * MB
 
 
 def test_capacity_reads_the_upper_bound_and_constant_has_no_limit() -> None:
