@@ -20,8 +20,8 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 PY = sys.executable
 MEMDIAG = [PY, "-m", "memdiag"]
@@ -40,8 +40,7 @@ SEARCH_BUDGETS = "64MB,128MB,256MB"
 SEARCH_MAX = 1024
 
 
-@dataclass(frozen=True)
-class Accuracy:
+class Accuracy(NamedTuple):
     """One engine variant: predicted at `at` from `sizes`, then measured there (bytes)."""
 
     engine: str
@@ -54,8 +53,7 @@ class Accuracy:
     measured: int
 
 
-@dataclass(frozen=True)
-class SearchCost:
+class SearchCost(NamedTuple):
     """Runs the search used; per budget (budget, largest found, boundary of the line)."""
 
     runs: int
