@@ -23,6 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+from memdiag.analysis.fit import fit_line
+
 PY = sys.executable
 MEMDIAG = [PY, "-m", "memdiag"]
 HERE = Path(__file__).resolve().parent
@@ -108,10 +110,8 @@ def search_cost(folder: Path) -> SearchCost:
     )  # fmt: skip
     data = json.loads((out / "results.json").read_text())
     ok = [(r["params"]["batch"], r["peak_rss_bytes"]) for r in data["runs"] if r["status"] == "ok"]
-    n = len(ok)
-    mx, my = sum(x for x, _ in ok) / n, sum(y for _, y in ok) / n
-    slope = sum((x - mx) * (y - my) for x, y in ok) / sum((x - mx) ** 2 for x, _ in ok)
-    intercept = my - slope * mx
+    line = fit_line([float(x) for x, _ in ok], [float(y) for _, y in ok])
+    slope, intercept = line.slope, line.intercept
     found = [
         (s["budget_bytes"], s["largest_fitting"], (s["limit_bytes"] - intercept) / slope)
         for s in data["search"]
