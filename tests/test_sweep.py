@@ -76,7 +76,7 @@ def test_matrix_choice_equals_brute_force(job: str, tmp_path: Path) -> None:
     budgets = "12MB,30MB,50MB,100MB,1GB"
     result = memdiag(
         "sweep", job, "--batch", "4,16,40,80", "--repeat", "2", "--budget", budgets,
-        "--out", str(out), "--quiet",
+        "--param", "records=640", "--out", str(out), "--quiet",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     data = load(out)
@@ -84,8 +84,15 @@ def test_matrix_choice_equals_brute_force(job: str, tmp_path: Path) -> None:
     chosen = [row["config"]["params"] if row["config"] else None for row in data["matrix"]]
     expected = [brute_force(data, row["budget_bytes"], 0.8) for row in data["matrix"]]
     assert chosen == expected
-    # and the known function: peak ≈ interpreter + batch MB, throughput rising with batch
-    assert chosen == [None, {"batch": 4}, {"batch": 16}, {"batch": 40}, {"batch": 80}]
+    # and the known function: peak ≈ interpreter + batch MB, throughput rising with batch;
+    # a loaded machine may make two batches' speeds a tie, won by the smaller (lower peak)
+    known = [None, 4, 16, 40, 80]
+    for row, batch in zip(data["matrix"], known, strict=True):
+        got = row["config"]["params"]["batch"] if row["config"] else None
+        if row.get("note") and "tie within noise" in row["note"]:
+            assert got is not None and batch is not None and got < batch
+        else:
+            assert got == batch, data["matrix"]
     assert data["matrix"][0]["smallest"]["params"] == {"batch": 4}
     for name in ("report.md", "report.html", "peak.png", "throughput.png", "timelines.png"):
         assert (out / name).stat().st_size > 0
