@@ -54,6 +54,19 @@ def test_a_noisy_slope_is_constant_and_predicts_the_largest_peak() -> None:
     assert p.peak_rss_bytes == int(60.9 * MB)  # the largest measured, not a trend
 
 
+def test_a_visible_rise_grows_even_when_three_sizes_cannot_exclude_zero() -> None:
+    # A saturating curve (measured on the migration engine): 20% up across the sizes, but
+    # with one degree of freedom the slope's interval still contains 0.
+    axes = {"items": [500, 1000, 2000]}
+    peaks = zip(axes["items"], [55.7, 60.6, 67.0], strict=True)
+    runs = [run(p, records=n, items=n) for n, p in peaks]
+    (fit,) = fit_scaling(summarise(runs, axes), axes)
+    assert fit.slope_low is not None and fit.slope_low < 0
+    assert fit.verdict == "grows"
+    (p,) = predict([fit], {"items": 20_000}, [], 0.8)
+    assert p.peak_rss_bytes > 120 * MB  # measured there: 123.5 MB
+
+
 def test_a_negative_slope_never_predicts_below_what_was_measured() -> None:
     axes = {"records": [1000, 2000, 4000]}
     peaks = zip(axes["records"], [68, 66, 64], strict=True)

@@ -10,9 +10,10 @@ The model is honest about what it knows:
 - with 3 sizes or more the fit has a quality (R²), a 95% interval on its slope, and a
   prediction interval from its residuals and the repeats' own spread; with 2 sizes it has
   neither (two points always lie on a line), and says so;
-- memory is "constant" when the slope's interval contains 0 (with 2 sizes: when the line
-  rises by less than 5% and 1 MB across them), and a constant prediction is the largest
-  median measured;
+- memory is "constant" when the slope's interval contains 0 (with 2 sizes: always) and the
+  line rises across the sizes by less than 5%, or less than 1 MB, or less than twice the
+  repeats' spread; a constant prediction is the largest median measured, its upper end
+  two residual (or repeat) spreads above;
 - a prediction is never below the largest median peak measured for that configuration;
 - beyond 10× the largest size measured, a prediction is flagged as not firm.
 """
@@ -82,10 +83,12 @@ def _fit(
     start = max(line.at(low), 1.0)
     rise = line.slope * (high - low)
     interval = line.slope_interval()
-    if interval is not None:
-        grows = interval[0] > 0
-    else:
-        grows = rise / start >= GROWTH_THRESHOLD and rise >= MIN_GROWTH_BYTES
+    spread = repeat_sd(members)
+    # A rise beyond the noise of RSS (5% and 1 MB) and of the repeats is growth even when
+    # the slope's interval, with few sizes, is too wide to exclude 0: a saturating curve
+    # would otherwise be called constant and under-predicted.
+    visible = rise / start >= GROWTH_THRESHOLD and rise >= max(MIN_GROWTH_BYTES, 2 * spread)
+    grows = visible or (interval is not None and interval[0] > 0)
     worst = max((c.peak_rss_spread or [0, c.peak_rss_bytes or 0])[1] for c in members)
     fit = ScalingFit(
         axis=axis,
@@ -100,7 +103,7 @@ def _fit(
         slope_low=None if interval is None else round(interval[0], 3),
         slope_high=None if interval is None else round(interval[1], 3),
         residual_sd_bytes=None if line.residual_sd is None else round(line.residual_sd, 1),
-        repeat_sd_bytes=round(repeat_sd(members), 1),
+        repeat_sd_bytes=round(spread, 1),
         peak_max_bytes=int(max(y for _, y in points)),
         worst_bytes=int(worst),
     )
@@ -129,8 +132,8 @@ def line_of(fit: ScalingFit) -> LinearFit:
 def bounds(fit: ScalingFit, size: float) -> tuple[float, float, float]:
     """Return (peak, low, high) in bytes predicted at `size`; `high` is what budgets check.
 
-    Constant memory: the largest median measured, up to the worst repeat (or two repeat
-    spreads above). Growing memory: the line, with its 95% prediction interval from the
+    Constant memory: the largest median measured, up to the worst repeat or two residual
+    (or repeat) spreads above. Growing memory: the line, with its 95% prediction interval from the
     residuals and the repeats' spread (3+ sizes), or two repeat spreads (2 sizes). At and
     beyond the largest size measured, never below what was measured there.
     """
@@ -138,7 +141,8 @@ def bounds(fit: ScalingFit, size: float) -> tuple[float, float, float]:
     if fit.verdict == "constant":
         peak = float(fit.peak_max_bytes)
         low = min(y for _, y in fit.points)
-        return peak, low, max(float(fit.worst_bytes), peak + 2 * extra)
+        noise = 2 * max(extra, fit.residual_sd_bytes or 0.0)
+        return peak, low, max(float(fit.worst_bytes), peak + noise)
     line = line_of(fit)
     peak = line.at(size)
     interval = line.prediction_interval(size, extra_sd=extra)
