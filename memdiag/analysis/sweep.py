@@ -86,3 +86,19 @@ def searches(sweep: Sweep) -> tuple[list[Any], list[tuple[dict[str, Any], int]]]
         for values in itertools.product(*(sweep.axes[n] for n in names))
     ]
     return search_all(sweep.runs, sweep.auto, combos, sweep.budgets_bytes, sweep.headroom)
+
+
+def pending_confirmations(sweep: Sweep) -> list[tuple[dict[str, Any], int]]:
+    """Return the confirmation runs the decisions still need: (params, limit = budget).
+
+    One per configuration, under its smallest budget: an ok run there serves the larger.
+    """
+    if not sweep.confirm:
+        return []
+    wanted: dict[str, tuple[dict[str, Any], int]] = {}
+    for row in analyse_sweep(sweep).matrix:
+        pending = row.confirmation
+        if pending and pending["status"] == "pending":
+            key = repr(sorted(pending["params"].items()))
+            wanted.setdefault(key, (pending["params"], pending["limit_bytes"]))
+    return list(wanted.values())

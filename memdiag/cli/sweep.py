@@ -40,7 +40,6 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -173,43 +172,31 @@ def _search(
     """Run the auto search's probes until every budget's search is done."""
     from memdiag.analysis.sweep import searches
 
-    while sweep.auto:
-        _, probes = searches(sweep)
-        if not probes:
-            return
-        by_limit: dict[int, list[dict[str, Any]]] = {}
-        for params, limit in probes:
-            by_limit.setdefault(limit, []).append(params)
-        groups = [
-            (todo, dataclasses.replace(run_options, limit_bytes=limit))
-            for limit, todo in sorted(by_limit.items())
-        ]
-        _measure(target, groups, on_run, sweep.jobs, quiet)
+    while probes := searches(sweep)[1]:
+        _measure(target, _by_limit(probes, run_options), on_run, sweep.jobs, quiet)
 
 
 def _confirm(
     target: Target, sweep: Sweep, run_options: Any, on_run: Callable[[Run], None], quiet: bool
 ) -> None:
     """Run each pending confirmation under limit = its budget until every decision has one."""
-    from memdiag.analysis.sweep import analyse_sweep
+    from memdiag.analysis.sweep import pending_confirmations
 
-    while sweep.confirm:
-        pending: dict[str, tuple[dict[str, Any], int]] = {}
-        for row in analyse_sweep(sweep).matrix:
-            wanted = row.confirmation
-            if wanted and wanted["status"] == "pending":
-                key = json.dumps([wanted["params"], wanted["limit_bytes"]], sort_keys=True)
-                pending.setdefault(key, (wanted["params"], wanted["limit_bytes"]))
-        if not pending:
-            return
-        by_limit: dict[int, list[dict[str, Any]]] = {}
-        for params, limit in pending.values():
-            by_limit.setdefault(limit, []).append(params)
-        groups = [
-            (todo, dataclasses.replace(run_options, limit_bytes=limit))
-            for limit, todo in sorted(by_limit.items())
-        ]
-        _measure(target, groups, on_run, sweep.jobs, quiet)
+    while pending := pending_confirmations(sweep):
+        _measure(target, _by_limit(pending, run_options), on_run, sweep.jobs, quiet)
+
+
+def _by_limit(
+    runs: list[tuple[dict[str, Any], int]], run_options: Any
+) -> list[tuple[list[dict[str, Any]], Any]]:
+    """Group (params, limit bytes) into one run list per limit, each with its RunOptions."""
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for params, limit in runs:
+        groups.setdefault(limit, []).append(params)
+    return [
+        (todo, dataclasses.replace(run_options, limit_bytes=limit))
+        for limit, todo in sorted(groups.items())
+    ]
 
 
 def _plan(target: Target, options: dict[str, Any]) -> Sweep:
