@@ -104,7 +104,10 @@ def notes(sweep: Sweep) -> list[str]:
             f"Runs went {sweep.jobs} at a time: peaks are per process and exact, but wall "
             "times and records/s are noisier (the runs shared the CPUs)."
         )
-    failed = [c for c in sweep.configs if c.status != "ok"]
+    # A search's probes over a budget stop as oom by design: not a failure worth a note.
+    failed = [
+        c for c in sweep.configs if c.status != "ok" and not (sweep.auto and c.status == "oom")
+    ]
     if failed:
         out.append(
             f"{len(failed)} configuration(s) did not finish ok and are not candidates: "
