@@ -13,7 +13,7 @@ The model is honest about what it knows:
 - memory is "constant" when the slope's interval contains 0 (with 2 sizes: always) and the
   line rises across the sizes by less than 5%, or less than 1 MB, or less than twice the
   repeats' spread; a constant prediction is the largest median measured, its upper end
-  two residual (or repeat) spreads above;
+  5% (at least 1 MB, or two residual or repeat spreads) above: the rise "constant" admits;
 - a prediction is never below the largest median peak measured for that configuration;
 - beyond 10× the largest size measured, a prediction is flagged as not firm.
 """
@@ -132,17 +132,20 @@ def line_of(fit: ScalingFit) -> LinearFit:
 def bounds(fit: ScalingFit, size: float) -> tuple[float, float, float]:
     """Return (peak, low, high) in bytes predicted at `size`; `high` is what budgets check.
 
-    Constant memory: the largest median measured, up to the worst repeat or two residual
-    (or repeat) spreads above. Growing memory: the line, with its 95% prediction interval from the
-    residuals and the repeats' spread (3+ sizes), or two repeat spreads (2 sizes). At and
-    beyond the largest size measured, never below what was measured there.
+    Constant memory: the largest median measured, up to the worst repeat or 5% above (at
+    least 1 MB, or two residual or repeat spreads), the rise a constant verdict admits.
+    Growing memory: the line, with its 95% prediction interval from the residuals and the
+    repeats' spread (3+ sizes), or two repeat spreads (2 sizes). At and beyond the largest
+    size measured, never below what was measured there.
     """
     extra = fit.repeat_sd_bytes
     if fit.verdict == "constant":
         peak = float(fit.peak_max_bytes)
         low = min(y for _, y in fit.points)
+        # "Constant" admits a rise below the growth threshold: the upper end allows it.
         noise = 2 * max(extra, fit.residual_sd_bytes or 0.0)
-        return peak, low, max(float(fit.worst_bytes), peak + noise)
+        margin = max(noise, GROWTH_THRESHOLD * peak, MIN_GROWTH_BYTES)
+        return peak, low, max(float(fit.worst_bytes), peak + margin)
     line = line_of(fit)
     peak = line.at(size)
     interval = line.prediction_interval(size, extra_sd=extra)
