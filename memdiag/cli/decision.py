@@ -33,7 +33,7 @@ def decision_options(defaults: bool) -> Callable[[F], F]:
                 default=DEFAULT_HEADROOM if defaults else None,
                 show_default=defaults,
                 metavar="PERCENT",
-                help="A config fits a budget when its median peak is at most this share of it.",
+                help="A config fits a budget when its worst case is at most this share of it.",
             ),
             click.option(
                 "--reference",

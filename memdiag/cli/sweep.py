@@ -23,8 +23,9 @@ under --limit = the budget, and falls back to the next candidate when it fails.
 
 \b
 Writes into --out (default reports/<target name>): results.json, report.md, report.html,
-peak.png, throughput.png, timelines.png. Exit code 0 when the sweep finished, 1 when no run
-finished ok, 2 on bad input, 130 when interrupted (continue with --resume).
+capacity.png (with a size axis), peak.png, throughput.png, timelines.png. Exit code 0 when
+the sweep finished, 1 when no run finished ok, 2 on bad input, 130 when interrupted
+(continue with --resume).
 
 \b
 Examples:
