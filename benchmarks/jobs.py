@@ -41,3 +41,11 @@ def hold(mb: int = 200) -> int:
     block[::4096] = b"\x01" * len(range(0, len(block), 4096))
     time.sleep(0.2)
     return mb
+
+
+def line(batch: int = 1, records: int = 200) -> int:
+    """Peak = interpreter + `batch` MB, touched: a known line in the batch size."""
+    block = bytearray(batch * 1024 * 1024)
+    block[::4096] = b"\x01" * len(range(0, len(block), 4096))
+    time.sleep(0.05)
+    return records

@@ -92,10 +92,11 @@ def test_text_renderers_show_the_decision(
     sweep = make_sweep(jobs=2)
     text = render(sweep, tmp_path)
     assert "nothing fits" in text  # 48 MB: every config is above 38.4 MB
-    # 512 MB: decided at the largest input, where batch=50 is fastest and stream still fits
-    # (accumulate at batch=50 went over its limit there)
-    assert "variant=stream batch=50 records=20000" in text
-    assert "Decision matrix at records=20000 (the largest input measured)" in text
+    # 512 MB: decided at --at records=220000, where batch=50 is fastest and only stream fits
+    # (accumulate grows past 80% of 512 MB there, and at batch=50 went over its limit)
+    assert "variant=stream batch=50 records=220000" in text
+    assert "Decision matrix at records=220000 (predicted from each configuration" in text
+    assert "188,533 records" in text  # capacity of accumulate batch=10 in 512 MB
     assert "memory grows with the input" in text and "memory is constant" in text
     assert "noisier" in text  # --jobs 2
     assert "records=220,000" in text
@@ -108,8 +109,14 @@ def test_png_renderer_plots_the_data(
     figures = keep_figures(monkeypatch, request)
     sweep = make_sweep(timelines=True)
     images = PngRenderer().sweep(sweep, tmp_path)
-    assert [p.name for p in images.values()] == ["peak.png", "throughput.png", "timelines.png"]
-    peak_fig, rate_fig, time_fig = figures
+    names = [p.name for p in images.values()]
+    assert names == ["capacity.png", "peak.png", "throughput.png", "timelines.png"]
+    capacity_fig, peak_fig, rate_fig, time_fig = figures
+    # the capacity plot: each fit's measured dots, and its fitted line out to --at records
+    ax, dots = line_of(capacity_fig, "variant=accumulate batch=10 (grows)")
+    assert list(dots.get_xdata()) == [1000, 5000, 20000]
+    fitted = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+    assert fitted and all(max(line.get_xdata()) == 220000 for line in fitted)
     # the last series drawn lies on top: stream at records=20000, batch 10 and 50 (x 0 and 1)
     last = "variant=stream records=20000"
     stream = [c for c in sweep.configs if params_text(c.params).startswith("variant=stream")]
@@ -157,7 +164,7 @@ def test_run_timeline_png_shows_rss_and_heap(
 
 def test_html_is_self_contained(tmp_path: Path) -> None:
     text = html(make_sweep(), tmp_path)
-    assert text.count("data:image/png;base64,") == 3
+    assert text.count("data:image/png;base64,") == 4
     assert "<script" not in text and 'href="http' not in text
 
 

@@ -47,21 +47,29 @@ def load(out: Path) -> dict[str, Any]:
 
 
 def brute_force(data: dict[str, Any], budget: int, headroom: float) -> dict[str, Any] | None:
-    """The matrix's rule, restated naively over the raw runs."""
+    """The matrix's rule, restated naively over the raw runs: the worst repeat must fit; the
+    fastest median wins unless another is within the repeats' spread and has a lower peak."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in data["runs"]:
         groups.setdefault(json.dumps(r["params"], sort_keys=True), []).append(r)
-    best = None
+    fitting = []
     for runs in groups.values():
         if any(r["status"] != "ok" for r in runs):
             continue
-        peak = statistics.median(r["peak_rss_bytes"] for r in runs)
-        rate = statistics.median(r["records_per_s"] for r in runs)
-        if peak <= headroom * budget and (
-            best is None or rate > best[1] or (rate == best[1] and peak < best[2])
-        ):
-            best = (runs[0]["params"], rate, peak)
-    return None if best is None else {"batch": best[0]["batch"]}
+        worst = max(r["peak_rss_bytes"] for r in runs)
+        rates = [r["records_per_s"] for r in runs]
+        if worst <= headroom * budget:
+            fitting.append((runs[0]["params"], statistics.median(rates), worst, rates))
+    if not fitting:
+        return None
+    best = max(fitting, key=lambda f: (f[1], -f[2]))
+    tied = [
+        f
+        for f in fitting
+        if f is best
+        or abs(best[1] - f[1]) < max(max(best[3]) - min(best[3]), max(f[3]) - min(f[3]))
+    ]
+    return {"batch": min(tied, key=lambda f: (f[2], -f[1]))[0]["batch"]}
 
 
 def test_matrix_choice_equals_brute_force(
@@ -71,7 +79,7 @@ def test_matrix_choice_equals_brute_force(
     budgets = "12MB,30MB,50MB,100MB,1GB"
     result = memdiag(
         "sweep", job, "--batch", "4,16,40,80", "--repeat", "2", "--budget", budgets,
-        "--out", str(out), "--quiet",
+        "--param", "records=640", "--out", str(out), "--quiet",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     data = load(out)
@@ -79,8 +87,15 @@ def test_matrix_choice_equals_brute_force(
     chosen = [row["config"]["params"] if row["config"] else None for row in data["matrix"]]
     expected = [brute_force(data, row["budget_bytes"], 0.8) for row in data["matrix"]]
     assert chosen == expected
-    # and the known function: peak ≈ interpreter + batch MB, throughput rising with batch
-    assert chosen == [None, {"batch": 4}, {"batch": 16}, {"batch": 40}, {"batch": 80}]
+    # and the known function: peak ≈ interpreter + batch MB, throughput rising with batch;
+    # a loaded machine may make two batches' speeds a tie, won by the smaller (lower peak)
+    known = [None, 4, 16, 40, 80]
+    for row, batch in zip(data["matrix"], known, strict=True):
+        got = row["config"]["params"]["batch"] if row["config"] else None
+        if row.get("note") and "tie within noise" in row["note"]:
+            assert got is not None and batch is not None and got < batch
+        else:
+            assert got == batch, data["matrix"]
     assert data["matrix"][0]["smallest"]["params"] == {"batch": 4}
     for name in ("report.md", "report.html"):
         assert (out / name).stat().st_size > 0
@@ -175,6 +190,13 @@ def test_external_command_and_report_rerender(tmp_path: Path) -> None:
         ["--batch", "10,20", "--budget", "1GB,,2GB"],
         ["--batch", "10,20", "--repeat", "0"],
         ["--batch", "10,20", "--predict", "records=100"],
+        ["--batch", "10,20", "--at", "records=100"],
+        ["--param", "records=100,200", "--at", "records=0"],
+        ["--param", "keep=auto"],
+        ["--batch", "auto:x"],
+        ["--batch", "auto:8", "--max", "batch=4"],
+        ["--batch", "auto", "--max", "concurrency=4"],
+        ["--batch", "auto", "--param", "records=100,200", "--at", "records=1000"],
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], tmp_path: Path) -> None:
@@ -227,3 +249,107 @@ def test_axes_expand_and_pending_runs_skip_what_is_done() -> None:
     configs = expand(axes, fixed)
     assert configs[1] == {"records": 100, "batch": 10, "variant": "b"} and len(configs) == 4
     assert pending_runs(configs, [], 2) == configs + configs
+
+
+# Peak = interpreter + batch MB, touched: a known line in the batch size.
+LINE = """
+import time
+
+def run(batch: int = 1, records: int = 200) -> int:
+    block = bytearray(batch * 1024 * 1024)
+    block[::4096] = b"\\x01" * len(range(0, len(block), 4096))
+    time.sleep(0.05)
+    return records
+"""
+
+
+def test_batch_auto_finds_the_boundary_of_a_known_line(tmp_path: Path) -> None:
+    path = tmp_path / "line.py"
+    path.write_text(LINE)
+    out = tmp_path / "out"
+    args = ["sweep", f"{path}:run", "--batch", "auto", "--max", "batch=256", "--out", str(out)]
+    result = memdiag(*args, "--budget", "64MB", "--quiet")
+    assert result.returncode == 0, result.stderr
+    first = load(out)["runs"]
+    # --resume continues the search with a new budget: no probe is run twice
+    result = memdiag(*args, "--budget", "64MB,160MB", "--quiet", "--resume")
+    assert result.returncode == 0, result.stderr
+    data = load(out)
+    runs = data["runs"]
+    assert [r["started_at"] for r in runs[: len(first)]] == [r["started_at"] for r in first]
+    assert len(runs) > len(first)
+    ok = [(r["params"]["batch"], r["peak_rss_bytes"]) for r in runs if r["status"] == "ok"]
+    xs, ys = [x for x, _ in ok], [y for _, y in ok]
+    slope, intercept = statistics.linear_regression(xs, ys)
+    assert 0.9 * MB < slope < 1.2 * MB  # the job is the line it claims to be
+    for search in data["search"]:
+        limit = search["limit_bytes"]
+        largest = search["largest_fitting"]
+        assert search["done"] and largest is not None
+        assert abs(largest - (limit - intercept) / slope) <= 1.5  # within one step
+        over = [
+            r["params"]["batch"]
+            for r in runs
+            if r["params"]["batch"] > largest
+            and (
+                r["peak_rss_bytes"] > limit or (r["status"] == "oom" and r["limit_bytes"] >= limit)
+            )
+        ]
+        assert over and min(over) <= largest + max(1, 0.02 * largest)
+        assert search["fastest_fitting"] <= largest
+        assert all(p["limit_bytes"] == limit for p in search["probes"])
+    # a grid of one-unit precision over 1..256 is 256 runs; the search's bound is far lower
+    assert len(runs) <= 8 + 6, [r["params"]["batch"] for r in runs]
+    assert "Search: the largest value that fits" in (out / "report.md").read_text()
+
+
+# Memory jumps past 5000 records in the "jumpy" mode, which is also the faster one.
+JUMPY = """
+import time
+
+def run(records: int = 100, mode: str = "jumpy") -> int:
+    rows = bytearray(records * 10 * 1024)
+    rows[::4096] = b"\\x01" * len(range(0, len(rows), 4096))
+    if mode == "jumpy" and records > 5000:
+        spike = bytearray(300 * 1024 * 1024)
+        spike[::4096] = b"\\x01" * len(range(0, len(spike), 4096))
+    time.sleep(0.05 if mode == "jumpy" else 1.0)
+    return records
+"""
+
+
+def test_confirm_refutes_a_wrong_prediction_and_falls_back(tmp_path: Path) -> None:
+    path = tmp_path / "jumpy.py"
+    path.write_text(JUMPY)
+    out = tmp_path / "out"
+    result = memdiag(
+        "sweep", f"{path}:run", "--param", "mode=jumpy,safe", "--param", "records=1000,2000,3000",
+        "--repeat", "1", "--budget", "256MB", "--at", "records=10000", "--confirm",
+        "--out", str(out), "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = load(out)
+    (row,) = data["matrix"]
+    assert row["basis"] == "predicted" and row["at"] == {"records": 10000}
+    assert row["peak_upper_bytes"] <= 0.8 * 256 * MB
+    (refuted,) = row["refuted"]
+    assert refuted["params"] == {"mode": "jumpy", "records": 10000}
+    assert refuted["run_status"] == "oom" and refuted["status"] == "refuted"
+    assert row["config"] == {"params": {"mode": "safe", "records": 10000}}
+    assert row["confirmation"]["status"] == "confirmed"
+    assert row["confirmation"]["peak_rss_bytes"] <= 0.8 * 256 * MB
+    assert len(data["confirm_runs"]) == 2 and len(data["runs"]) == 6
+    assert data["schema_version"] == 2
+    text = (out / "report.md").read_text()
+    assert "refuted: mode=jumpy records=10000 (oom at" in text and "confirmed (peak" in text
+    # an old (version 1) results file is still read
+    old = {k: v for k, v in data.items() if k not in ("capacity", "search", "confirm_runs")}
+    old["schema_version"] = 1
+    old["matrix"] = [
+        {k: v for k, v in m.items() if k in ("budget_bytes", "headroom", "config")}
+        for m in data["matrix"]
+    ]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    result = memdiag("report", str(tmp_path / "old.json"), "--quiet", "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "r" / "results.json").read_text())["schema_version"] == 2

@@ -3,30 +3,102 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+from typing import Any
 
 from memdiag.analysis.aggregate import summarise
+from memdiag.analysis.candidates import (
+    Candidate,
+    measured_candidates,
+    predicted_candidates,
+    same,
+)
 from memdiag.analysis.matrix import build_matrix
-from memdiag.analysis.scaling import fit_scaling, predict, size_axes
+from memdiag.analysis.scaling import capacities, fit_scaling, predict, size_axes
+from memdiag.analysis.search import search_all
 from memdiag.analysis.variants import compare_variants
-from memdiag.model import Sweep
+from memdiag.model import ConfigSummary, ScalingFit, Sweep
 
 
 def analyse_sweep(sweep: Sweep) -> Sweep:
-    """Return `sweep` with configs, matrix, scaling, variants and predictions recomputed.
+    """Return `sweep` with configs, matrix, scaling, variants, predictions, capacity and
+    search recomputed.
 
     Pure: reads the runs and the settings stored in the sweep, never a process.
     """
     configs = summarise(sweep.runs, sweep.axes)
-    fits = fit_scaling(configs, sweep.axes, sweep.size_axes)
-    # The decision holds for the hardest input measured: sizes are given, not chosen.
-    at = {name: max(sweep.axes[name]) for name in size_axes(sweep.axes, sweep.size_axes)}
-    largest = [c for c in configs if all(c.params.get(k) == v for k, v in at.items())]
+    fits = fit_scaling(configs, sweep.axes, sweep.size_axes, until=sweep.predict)
+    at, decided, candidates = decision_point(sweep, configs, fits)
     reference = {k: v for k, v in (sweep.reference or {}).items() if k not in at} or None
+    matrix = build_matrix(
+        decided,
+        sweep.budgets_bytes,
+        sweep.headroom,
+        reference,
+        at or None,
+        candidates,
+        confirm_runs=sweep.confirm_runs if sweep.confirm else None,
+    )
     return dataclasses.replace(
         sweep,
         configs=configs,
-        matrix=build_matrix(largest, sweep.budgets_bytes, sweep.headroom, reference, at or None),
+        matrix=matrix,
         scaling=fits,
         variants=compare_variants(configs, sweep.axes),
         predictions=predict(fits, sweep.predict, sweep.budgets_bytes, sweep.headroom),
+        capacity=capacities(fits, sweep.budgets_bytes, sweep.headroom),
+        search=searches(sweep)[0],
     )
+
+
+def decision_point(
+    sweep: Sweep, configs: list[ConfigSummary], fits: list[ScalingFit]
+) -> tuple[dict[str, Any], list[ConfigSummary], list[Candidate]]:
+    """Return the decision size, the configs measured there (or nearest), and the candidates.
+
+    Sizes are given, not chosen: the decision holds for the largest input measured, or for
+    the `--at` size, where each configuration's peak is predicted from its fit.
+    """
+    largest = {name: max(sweep.axes[name]) for name in size_axes(sweep.axes, sweep.size_axes)}
+    at_axis = next(iter(sweep.predict), None)
+    if at_axis is None or at_axis not in largest:
+        decided = [c for c in configs if same(c.params, largest)]
+        return largest, decided, measured_candidates(decided, fits)
+    value = sweep.predict[at_axis]
+    at = {**largest, at_axis: int(value) if value == int(value) else value}
+    others = {k: v for k, v in largest.items() if k != at_axis}
+    group = [c for c in configs if same(c.params, others)]
+    if value in sweep.axes[at_axis]:
+        decided = [c for c in group if c.params[at_axis] == value]
+        return at, decided, measured_candidates(decided, fits)
+    decided = [c for c in group if c.params[at_axis] == largest[at_axis]]
+    return at, decided, predicted_candidates(group, fits, at_axis, value)
+
+
+def searches(sweep: Sweep) -> tuple[list[Any], list[tuple[dict[str, Any], int]]]:
+    """Return the `--param NAME=auto` searches and the probes they still need."""
+    if not sweep.auto:
+        return [], []
+    names = [k for k in sweep.axes if k not in sweep.auto]
+    base = {k: v for k, v in sweep.base.items() if k not in sweep.auto}
+    combos = [
+        {**base, **dict(zip(names, values, strict=True))}
+        for values in itertools.product(*(sweep.axes[n] for n in names))
+    ]
+    return search_all(sweep.runs, sweep.auto, combos, sweep.budgets_bytes, sweep.headroom)
+
+
+def pending_confirmations(sweep: Sweep) -> list[tuple[dict[str, Any], int]]:
+    """Return the confirmation runs the decisions still need: (params, limit = budget).
+
+    One per configuration, under its smallest budget: an ok run there serves the larger.
+    """
+    if not sweep.confirm:
+        return []
+    wanted: dict[str, tuple[dict[str, Any], int]] = {}
+    for row in analyse_sweep(sweep).matrix:
+        pending = row.confirmation
+        if pending and pending["status"] == "pending":
+            key = repr(sorted(pending["params"].items()))
+            wanted.setdefault(key, (pending["params"], pending["limit_bytes"]))
+    return list(wanted.values())

@@ -17,7 +17,7 @@ DEFAULT_HEADROOM = "80%"
 
 
 def decision_options(defaults: bool) -> Callable[[F], F]:
-    """--budget, --headroom, --reference, --predict; without `defaults` they are optional."""
+    """--budget, --headroom, --reference, --at; without `defaults` they are optional."""
 
     def apply(func: F) -> F:
         decorators = [
@@ -33,7 +33,7 @@ def decision_options(defaults: bool) -> Callable[[F], F]:
                 default=DEFAULT_HEADROOM if defaults else None,
                 show_default=defaults,
                 metavar="PERCENT",
-                help="A config fits a budget when its median peak is at most this share of it.",
+                help="A config fits a budget when its worst case is at most this share of it.",
             ),
             click.option(
                 "--reference",
@@ -42,10 +42,13 @@ def decision_options(defaults: bool) -> Callable[[F], F]:
                 help="The config to compare against (default: the first), e.g. batch=100.",
             ),
             click.option(
+                "--at",
                 "--predict",
+                "predict",
                 multiple=True,
                 metavar="AXIS=VALUE",
-                help="Predict the peak at this input size from the scaling fit (repeatable).",
+                help="Decide at this production input size, from each configuration's fit "
+                "(--predict is an alias).",
             ),
         ]
         for decorator in reversed(decorators):
@@ -82,15 +85,21 @@ def parse_reference(text: str | None) -> dict[str, Any] | None:
 
 
 def parse_predict(items: tuple[str, ...], size_axes: list[str]) -> dict[str, float]:
-    """Return `records=220000` options as {axis: value}; the axis must be a swept size axis."""
+    """Return `records=220000` options as {axis: value}; the axis must be a swept size axis.
+
+    One axis only: each configuration's fit runs along one size axis, the others held at
+    their largest measured value.
+    """
     predict: dict[str, float] = {}
     for item in items:
         name, raw = parse_param(item)
         value = parse_value(raw)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise MemdiagError(f"--predict {name}: {raw!r} is not a number")
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise MemdiagError(f"--at {name}: {raw!r} is not a positive number")
         if name not in size_axes:
             known = ", ".join(size_axes) or "none (sweep a numeric input size, e.g. records)"
-            raise MemdiagError(f"--predict {name}: not a swept size axis (size axes: {known})")
+            raise MemdiagError(f"--at {name}: not a swept size axis (size axes: {known})")
         predict[name] = float(value)
+    if len(predict) > 1:
+        raise MemdiagError(f"--at: one size axis at a time, got {', '.join(predict)}")
     return predict

@@ -2,7 +2,7 @@
 
 \b
 Nothing is re-run. A sweep's results.json gets its whole report again (Markdown, HTML,
-PNGs); with --budget, --headroom, --reference or --predict the decision is recomputed from
+PNGs); with --budget, --headroom, --reference or --at the decision is recomputed from
 the saved runs first, and the report with its own results.json goes to --out, or else to
 the folder decision/ beside RESULTS. RESULTS itself is never changed. A run (`memdiag run
 --json`) gets its summary, and its timeline with --plot. A monitor's samples.jsonl gets its

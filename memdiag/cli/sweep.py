@@ -9,20 +9,30 @@ goes past --limit is recorded as such and the sweep goes on.
 
 \b
 For each --budget, the decision matrix names the configuration with the highest records/s
-(shortest wall time when the target reports no records) whose median peak is at most
---headroom of the budget. Numeric input-size axes (records, items, ...) get a fit
-peak = a + b·size and a verdict: constant (streams) or grows (accumulates).
+(shortest wall time when the target reports no records) whose worst case is at most
+--headroom of the budget: the highest repeat, or at an --at size beyond those measured,
+the upper end of the predicted peak's interval. Speed differences inside the noise are
+ties, won by the lower peak. Numeric input-size axes (records, items, ...) get a fit
+peak = a + b·size, a verdict (constant or grows), and per budget the largest input that fits.
+
+\b
+--batch auto (or --param NAME=auto[:START], up to --max NAME=VALUE) searches, per budget,
+the largest value that fits, in runs under a limit of headroom × budget: doubling, then
+bisecting where the fit points. --confirm runs each decision once at the decision size
+under --limit = the budget, and falls back to the next candidate when it fails.
 
 \b
 Writes into --out (default reports/<target name>): results.json, report.md, report.html,
-peak.png, throughput.png, timelines.png. Exit code 0 when the sweep finished, 1 when no run
-finished ok, 2 on bad input, 130 when interrupted (continue with --resume).
+capacity.png (with a size axis), peak.png, throughput.png, timelines.png. Exit code 0 when
+the sweep finished, 1 when no run finished ok, 2 on bad input, 130 when interrupted
+(continue with --resume).
 
 \b
 Examples:
   memdiag sweep import --batch 10,25,50,100 --concurrency 1,2,4
   memdiag sweep import --param variant=accumulate,stream --param records=5000,20000,50000 \\
-      --batch 50,200 --repeat 2 --predict records=220000
+      --batch 50,200 --repeat 2 --at records=220000 --confirm
+  memdiag sweep import --param variant=stream --batch auto --max batch=4000
   memdiag sweep jobs/sync.py:run --batch 25,50 --budget 512MB,1GB --limit 1GB --timeout 300
   memdiag sweep --batch 10,50,100 -- node sync.js --batch {batch}
   memdiag sweep import --batch 10,25,50,100 --resume --jobs 2
@@ -30,6 +40,8 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -76,13 +88,24 @@ from memdiag.targets import Target
     metavar="NAME",
     help="Treat parameter NAME as an input size (records, items, cycles... already are).",
 )
+@click.option(
+    "--max",
+    "max_values",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Stop an auto search at VALUE (default 65536).",
+)
+@click.option(
+    "--confirm",
+    is_flag=True,
+    help="Run each decision once at the decision size under --limit = its budget.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; only the matrix.")
 @click.pass_context
 def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
     from memdiag.analysis.sweep import analyse_sweep
     from memdiag.measure.child import RunOptions
-    from memdiag.measure.sweep import default_name, expand, pending_runs, run_sweep
-    from memdiag.render.progress import SweepProgress
+    from memdiag.measure.sweep import default_name, expand, pending_runs
     from memdiag.render.report import save_results, write_report
     from memdiag.render.terminal import TerminalRenderer
     from memdiag.targets import parse_target
@@ -91,7 +114,8 @@ def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
     sweep = _plan(parsed, options)
     out = Path(options["out"] or Path("reports") / default_name(parsed))
     sweep = _resume(sweep, out) if options["resume"] else sweep
-    todo = pending_runs(expand(sweep.axes, sweep.base), sweep.runs, sweep.repeat)
+    grid = {} if sweep.auto else sweep.axes
+    todo = [] if sweep.auto else pending_runs(expand(grid, sweep.base), sweep.runs, sweep.repeat)
     run_options = RunOptions(
         interval=positive("--interval", options["interval"]) or 0.1,
         timeout=sweep.timeout_s,
@@ -99,12 +123,20 @@ def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
     )
 
     def save(run: Run) -> None:
+        for name in sweep.auto:  # a probe adds its value to the searched axis
+            if run.params.get(name) not in sweep.axes[name]:
+                sweep.axes[name] = sorted([*sweep.axes[name], run.params[name]])
         sweep.runs.append(run)
         save_results(analyse_sweep(sweep), out)
 
+    def save_confirmation(run: Run) -> None:
+        sweep.confirm_runs.append(run)
+        save_results(analyse_sweep(sweep), out)
+
     try:
-        with SweepProgress(len(todo), save, quiet=options["quiet"]) as progress:
-            run_sweep(parsed, todo, run_options, progress, jobs=sweep.jobs)
+        _measure(parsed, [(todo, run_options)], save, sweep.jobs, options["quiet"])
+        _search(parsed, sweep, run_options, save, options["quiet"])
+        _confirm(parsed, sweep, run_options, save_confirmation, options["quiet"])
     except KeyboardInterrupt:
         raise MemdiagError(
             f"interrupted: {len(sweep.runs)} runs saved in {out / 'results.json'}; "
@@ -118,18 +150,85 @@ def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
     return 0 if any(run.ok for run in final.runs) else 1
 
 
+def _measure(
+    target: Target,
+    groups: list[tuple[list[dict[str, Any]], Any]],
+    on_run: Callable[[Run], None],
+    jobs: int,
+    quiet: bool,
+) -> None:
+    """Measure each group of params with its own RunOptions (one limit per group)."""
+    from memdiag.measure.sweep import run_sweep
+    from memdiag.render.progress import SweepProgress
+
+    for todo, run_options in groups:
+        if todo:
+            with SweepProgress(len(todo), on_run, quiet=quiet) as progress:
+                run_sweep(target, todo, run_options, progress, jobs=jobs)
+
+
+def _search(
+    target: Target, sweep: Sweep, run_options: Any, on_run: Callable[[Run], None], quiet: bool
+) -> None:
+    """Run the auto search's probes until every budget's search is done."""
+    from memdiag.analysis.sweep import searches
+
+    while probes := searches(sweep)[1]:
+        _measure(target, _by_limit(probes, run_options), on_run, sweep.jobs, quiet)
+
+
+def _confirm(
+    target: Target, sweep: Sweep, run_options: Any, on_run: Callable[[Run], None], quiet: bool
+) -> None:
+    """Run each pending confirmation under limit = its budget until every decision has one."""
+    from memdiag.analysis.sweep import pending_confirmations
+
+    while pending := pending_confirmations(sweep):
+        _measure(target, _by_limit(pending, run_options), on_run, sweep.jobs, quiet)
+
+
+def _by_limit(
+    runs: list[tuple[dict[str, Any], int]], run_options: Any
+) -> list[tuple[list[dict[str, Any]], Any]]:
+    """Group (params, limit bytes) into one run list per limit, each with its RunOptions."""
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for params, limit in runs:
+        groups.setdefault(limit, []).append(params)
+    return [
+        (todo, dataclasses.replace(run_options, limit_bytes=limit))
+        for limit, todo in sorted(groups.items())
+    ]
+
+
 def _plan(target: Target, options: dict[str, Any]) -> Sweep:
     """Return the empty Sweep the options describe; every bad option is a MemdiagError."""
     from memdiag.analysis.matrix import match_reference
     from memdiag.analysis.scaling import size_axes
+    from memdiag.cli.auto import auto_axes, check_numeric, parse_max, split_auto
     from memdiag.measure.env import collect_env
     from memdiag.measure.sweep import build_axes
 
-    axes, base = build_axes(options["params"], options["batch"], options["concurrency"])
+    params, batch, concurrency, starts = split_auto(
+        options["params"], options["batch"], options["concurrency"]
+    )
+    auto = parse_max(options["max_values"], starts)
+    for name in auto:
+        check_numeric(target, name)
+    axes, base = build_axes(params, batch, concurrency)
+    for name in auto:
+        if name in axes or name in base:
+            raise MemdiagError(f"{name} is given twice (auto and a value)")
+    axes = {**auto_axes(auto), **axes}
     for name in ("repeat", "jobs"):
         if options[name] < 1:
             raise MemdiagError(f"--{name} must be at least 1, got {options[name]}")
     reference = parse_reference(options["reference"])
+    predict = parse_predict(options["predict"], size_axes(axes, options["size_axis"]))
+    if predict and auto:
+        raise MemdiagError(
+            "--at with auto: the search measures at the given size; fix the size with "
+            "--param (e.g. records=220000) instead"
+        )
     return Sweep(
         target=target.text,
         axes=axes,
@@ -141,8 +240,10 @@ def _plan(target: Target, options: dict[str, Any]) -> Sweep:
         budgets_bytes=parse_budgets(options["budget"]),
         headroom=parse_headroom(options["headroom"]),
         reference=match_reference(axes, reference) if reference else None,
-        predict=parse_predict(options["predict"], size_axes(axes, options["size_axis"])),
+        predict=predict,
         size_axes=list(options["size_axis"]),
+        auto=auto,
+        confirm=options["confirm"],
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         env=collect_env(),
     )
@@ -157,10 +258,13 @@ def _resume(plan: Sweep, out: Path) -> Sweep:
         click.echo(f"nothing to resume in {out}; starting the sweep", err=True)
         return plan
     saved = load_sweep(path)
+    grid = {k: v for k, v in plan.axes.items() if k not in plan.auto}
+    saved_grid = {k: v for k, v in saved.axes.items() if k not in plan.auto}
     for what, mine, theirs in (
         ("target", plan.target, saved.target),
-        ("axes", plan.axes, saved.axes),
+        ("axes", grid, saved_grid),
         ("fixed params", plan.base, saved.base),
+        ("search", plan.auto, saved.auto),
     ):
         if mine != theirs:
             raise MemdiagError(
@@ -168,5 +272,8 @@ def _resume(plan: Sweep, out: Path) -> Sweep:
                 "use another --out or drop --resume"
             )
     plan.runs = list(saved.runs)
+    plan.confirm_runs = list(saved.confirm_runs)
+    for name in plan.auto:
+        plan.axes[name] = list(saved.axes.get(name, []))
     plan.started_at = saved.started_at or plan.started_at
     return plan

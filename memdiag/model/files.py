@@ -11,6 +11,8 @@ from typing import Any
 from memdiag.errors import MemdiagError
 
 SCHEMA_VERSION = 1
+# Kinds whose format has moved on, with every version still read (the newest is written).
+KIND_VERSIONS: dict[str, tuple[int, ...]] = {"sweep": (1, 2)}
 
 
 def dumps(data: Any, indent: int = 0) -> str:
@@ -46,7 +48,7 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> Path:
 
 
 def load_json(path: str | os.PathLike[str], kinds: tuple[str, ...]) -> dict[str, Any]:
-    """Return a memdiag JSON file's content after checking it is one of `kinds`, this version.
+    """Return a memdiag JSON file's content after checking it is one of `kinds`, a version read.
 
     A missing, corrupt, foreign or newer-version file is a MemdiagError (exit 2).
     """
@@ -58,10 +60,11 @@ def load_json(path: str | os.PathLike[str], kinds: tuple[str, ...]) -> dict[str,
         raise MemdiagError(f"{path}: not a memdiag JSON file ({exc})") from None
     if not isinstance(data, dict) or "schema_version" not in data:
         raise MemdiagError(f"{path}: not a memdiag JSON file (no schema_version)")
-    if data["schema_version"] != SCHEMA_VERSION:
+    readable = KIND_VERSIONS.get(str(data.get("kind")), (SCHEMA_VERSION,))
+    if data["schema_version"] not in readable:
         raise MemdiagError(
             f"{path}: schema_version {data['schema_version']!r}, this memdiag reads "
-            f"{SCHEMA_VERSION}"
+            f"{' or '.join(map(str, readable))}"
         )
     if data.get("kind") not in kinds:
         raise MemdiagError(f"{path}: holds a {data.get('kind')!r}, expected {' or '.join(kinds)}")

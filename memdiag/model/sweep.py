@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from memdiag.errors import MemdiagError
-from memdiag.model.files import SCHEMA_VERSION, load_json
+from memdiag.model.files import KIND_VERSIONS, load_json
 from memdiag.model.run import Run, Status
 
 # The tuning knobs a job runs with (positive counts), as opposed to its input size.
@@ -16,6 +16,9 @@ TUNING_AXES = ("batch", "concurrency")
 # scaling is fitted along them, and the decision matrix compares configurations at the
 # largest size measured, since a user chooses a batch size, not the size of the input.
 SIZE_AXES = ("records", "items", "cycles", "rows", "players", "games", "pages", "size")
+# Version 2 adds the decision at production size (`at`, bounds, capacity), `search` and
+# confirmations; version 1 files are still read (the new fields take their defaults).
+SWEEP_SCHEMA_VERSION = KIND_VERSIONS["sweep"][-1]
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,32 @@ class MatrixRow:
     slowdown: float | None = None
     smallest: dict[str, Any] | None = None
     over_bytes: int | None = None
-    # The input size the decision holds for (the largest measured), when sizes were swept.
+    # The input size the decision holds for (--at, else the largest measured).
     at: dict[str, Any] | None = None
+    # "measured" (the peak was measured at `at`) or "predicted" (from the scaling fit).
+    basis: str | None = None
+    # What the budget was checked against: the highest repeat, or the prediction's upper end.
+    peak_upper_bytes: int | None = None
+    # {"axis", "largest_fitting"}: the largest input of `axis` that fits (null: no limit).
+    capacity: dict[str, Any] | None = None
+    # Why this config and not a faster one ("tie within noise: ..."), or a capacity warning.
+    note: str | None = None
+    # With --confirm: {"status": "confirmed"|"refuted"|"pending", "params", "run_status",
+    # "peak_rss_bytes", "limit_bytes"}; `refuted` lists the candidates that failed before it.
+    confirmation: dict[str, Any] | None = None
+    refuted: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class ScalingFit:
-    """peak = intercept + bytes_per_unit × size along `axis`, the other params fixed."""
+    """peak = intercept + bytes_per_unit × size along `axis`, the other params fixed.
+
+    `points` are [size, median peak]; `r2` and the slope's interval (`slope_low`, `slope_high`,
+    bytes per unit) need 3 sizes and are None with 2. `repeat_sd_bytes` is the repeats' own
+    spread; `peak_max_bytes` the highest median measured and `worst_bytes` the highest repeat.
+    `band` holds [size, peak, low, high] from the smallest size out to the prediction size,
+    for the capacity plot.
+    """
 
     axis: str
     params: dict[str, Any]
@@ -78,6 +100,14 @@ class ScalingFit:
     r2: float | None
     growth_fraction: float
     verdict: Literal["constant", "grows"]
+    sizes: int = 0
+    slope_low: float | None = None
+    slope_high: float | None = None
+    residual_sd_bytes: float | None = None
+    repeat_sd_bytes: float = 0.0
+    peak_max_bytes: int = 0
+    worst_bytes: int = 0
+    band: list[list[float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -96,22 +126,68 @@ class VariantPair:
 
 @dataclass(frozen=True)
 class Prediction:
-    """A fit's predicted peak at `value` of `axis`, and the budgets it would fit in."""
+    """A fit's predicted peak at `value` of `axis`, its interval, and the budgets it fits in.
+
+    `fits_budgets` checks the interval's upper end (`peak_high_bytes`) against headroom ×
+    budget. `firm` is False with 2 sizes or beyond 10× the largest size measured, and
+    `warning` then says why and how many more sizes would make it firm.
+    """
 
     axis: str
     value: float
     params: dict[str, Any]
     peak_rss_bytes: int
     fits_budgets: list[int]
+    peak_low_bytes: int | None = None
+    peak_high_bytes: int | None = None
+    verdict: str | None = None
+    extrapolation: float | None = None
+    firm: bool = True
+    warning: str | None = None
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """The largest input of `axis` a configuration fits in a budget (None: no limit).
+
+    Read from the fit's upper bound against headroom × budget; `verdict` is the fit's.
+    """
+
+    axis: str
+    params: dict[str, Any]
+    budget_bytes: int
+    largest_fitting: int | None
+    verdict: str
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """`--batch auto` for one budget: the largest value of `axis` that fits, the fastest.
+
+    `params` are the other parameters the search ran with; `probes` the runs of this
+    budget's search in order ({value, status, peak_rss_bytes, limit_bytes, records_per_s,
+    wall_s, fits}); `done` is False while probes remain (continue with --resume).
+    """
+
+    axis: str
+    params: dict[str, Any]
+    budget_bytes: int
+    limit_bytes: int
+    largest_fitting: int | None
+    fastest_fitting: int | None
+    probes: list[dict[str, Any]]
+    done: bool
+    note: str = ""
 
 
 @dataclass
 class Sweep:
     """A sweep of `target` over the cartesian product of `axes`, with `base` params fixed.
 
-    Measurement fills `runs`; analysis fills `configs`, `matrix`, `scaling`, `variants` and
-    `predictions` from the runs and the settings (`budgets_bytes`, `headroom`, `reference`,
-    `predict`), so a saved sweep can be re-analysed and re-rendered without re-running.
+    Measurement fills `runs` (and `confirm_runs`); analysis fills `configs`, `matrix`,
+    `scaling`, `variants`, `predictions`, `capacity` and `search` from the runs and the
+    settings (`budgets_bytes`, `headroom`, `reference`, `predict`, `auto`), so a saved sweep
+    can be re-analysed and re-rendered without re-running.
     """
 
     target: str
@@ -124,8 +200,12 @@ class Sweep:
     budgets_bytes: list[int] = field(default_factory=list)
     headroom: float = 0.8
     reference: dict[str, Any] | None = None
+    # The production size(s) to decide at (`--at`, alias `--predict`), axis → value.
     predict: dict[str, float] = field(default_factory=dict)
     size_axes: list[str] = field(default_factory=list)
+    # `--param NAME=auto[:START]` axes searched per budget: name → {"start", "max"}.
+    auto: dict[str, dict[str, int]] = field(default_factory=dict)
+    confirm: bool = False
     started_at: str = ""
     env: dict[str, Any] = field(default_factory=dict)
     runs: list[Run] = field(default_factory=list)
@@ -134,18 +214,28 @@ class Sweep:
     scaling: list[ScalingFit] = field(default_factory=list)
     variants: list[VariantPair] = field(default_factory=list)
     predictions: list[Prediction] = field(default_factory=list)
+    capacity: list[Capacity] = field(default_factory=list)
+    search: list[SearchResult] = field(default_factory=list)
+    # `--confirm` runs at the decision size under limit = budget (outside the axes' grid).
+    confirm_runs: list[Run] = field(default_factory=list)
+
+    def predict_at(self) -> dict[str, Any]:
+        """Return the `--at` sizes as given: whole numbers without a trailing `.0`."""
+        return {k: int(v) if v == int(v) else v for k, v in self.predict.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form (`schema_version`, `kind: "sweep"` first); runs in full."""
         data = asdict(self)
         data["runs"] = [run.to_dict() for run in self.runs]
-        return {"schema_version": SCHEMA_VERSION, "kind": "sweep", **data}
+        data["confirm_runs"] = [run.to_dict() for run in self.confirm_runs]
+        return {"schema_version": SWEEP_SCHEMA_VERSION, "kind": "sweep", **data}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sweep:
         """Build a Sweep from its JSON form; every run must belong to the axes."""
         values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         values["runs"] = [Run.from_dict(r) for r in values.get("runs", [])]
+        values["confirm_runs"] = [Run.from_dict(r) for r in values.get("confirm_runs", [])]
         for name, kind in _SWEEP_PARTS.items():
             values[name] = [kind(**item) for item in values.get(name, [])]
         sweep = cls(**values)
@@ -164,6 +254,8 @@ _SWEEP_PARTS: dict[str, Any] = {
     "scaling": ScalingFit,
     "variants": VariantPair,
     "predictions": Prediction,
+    "capacity": Capacity,
+    "search": SearchResult,
 }
 
 

@@ -80,7 +80,12 @@ class PngRenderer:
     def sweep(self, sweep: Sweep, directory: str | Path) -> dict[str, Path]:
         """Write the sweep's plots into `directory`; return {title: path} in reading order."""
         folder = Path(directory)
+        capacity = {}
+        if sweep.scaling:
+            path = self.sweep_capacity(sweep, folder / "capacity.png")
+            capacity = {"Capacity: peak against input size, with the budgets": path}
         return {
+            **capacity,
             "Peak RSS by configuration": self.sweep_peaks(sweep, folder / "peak.png"),
             "Throughput by configuration": self.sweep_throughput(sweep, folder / "throughput.png"),
             "Timelines overlaid": self.sweep_timelines(sweep, folder / "timelines.png"),
@@ -125,6 +130,61 @@ class PngRenderer:
         ax.set_ylim(0, top / MB)
         ax.set_ylabel(f"peak RSS, MB (dotted: {sweep.headroom:.0%} of the budget)")
         return _finish_series_plot(plt, fig, ax, axis, ticks, title, path)
+
+    def sweep_capacity(self, sweep: Sweep, path: str | Path) -> Path:
+        """Peak against input size per configuration: measured points, the fit with its
+        prediction band out to --at, and the budgets (headroom dotted)."""
+        plt = _pyplot()
+        fig, ax = plt.subplots(figsize=(10.5, 5.6), dpi=110)
+        axis = next(iter(sweep.predict), None) or sweep.scaling[0].axis
+        fits = [f for f in sweep.scaling if f.axis == axis][: len(SERIES_COLOURS)]
+        top = 0.0
+        for i, fit in enumerate(fits):
+            colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+            band = fit.band or [[x, y, y, y] for x, y in fit.points]
+            xs = [row[0] for row in band]
+            ax.fill_between(
+                xs, [row[2] / MB for row in band], [row[3] / MB for row in band],
+                color=colour, alpha=0.15, lw=0,
+            )  # fmt: skip
+            label = f"{params_text(fit.params)} ({fit.verdict})"
+            ax.plot(xs, [row[1] / MB for row in band], color=colour, lw=1.6, ls="--")
+            ax.plot(
+                [x for x, _ in fit.points], [y / MB for _, y in fit.points],
+                marker="o", ls="", color=colour, label=label,
+            )  # fmt: skip
+            top = max(top, max(row[3] for row in band))
+        for budget in sorted(sweep.budgets_bytes):
+            ax.axhline(budget / MB, color="#c5221f", lw=1.1, alpha=0.8)
+            ax.axhline(budget * sweep.headroom / MB, color="#c5221f", lw=0.8, ls=":")
+            ax.text(
+                0.005, budget / MB, f" {format_size(budget)} budget",
+                color="#c5221f", transform=ax.get_yaxis_transform(), va="bottom", fontsize=8,
+            )  # fmt: skip
+        if axis in sweep.predict:
+            at = sweep.predict[axis]
+            ax.axvline(at, color="#202124", lw=1.0, ls="-.")
+            ax.text(
+                at, 0.02, f"--at {axis}={at:,.0f} ", transform=ax.get_xaxis_transform(),
+                va="bottom", ha="right", fontsize=8,
+            )  # fmt: skip
+        low_x = min((f.points[0][0] for f in fits), default=1.0)
+        high_x = max([*(f.band[-1][0] for f in fits if f.band), sweep.predict.get(axis, 0.0)])
+        if high_x > 20 * low_x:
+            ax.set_xscale("log")
+        lows = [f.points[0][1] for f in fits if f.points]
+        if lows and top > 20 * min(lows):
+            ax.set_yscale("log")
+        ax.set_xlabel(f"{axis} (input size)")
+        ax.set_ylabel(f"peak RSS, MB (band: 95% prediction; dotted: {sweep.headroom:.0%})")
+        ax.set_title(
+            f"Capacity: peak against {axis}, measured (dots) and fitted (dashed): {sweep.target}",
+            fontsize=11,
+            loc="left",
+        )
+        ax.grid(alpha=0.3, which="both")
+        _legend(ax)
+        return _save(plt, fig, path)
 
     def sweep_throughput(self, sweep: Sweep, path: str | Path) -> Path:
         """Median records/s per configuration (or wall time when there are no records)."""

@@ -57,18 +57,30 @@ def spread(values: list[Any] | None, fmt: Any) -> str:
 
 def summary(sweep: Sweep) -> list[tuple[str, str]]:
     """Return (label, text) lines describing what was swept and how."""
-    axes = "; ".join(f"{k} = {', '.join(map(str, v))}" for k, v in sweep.axes.items())
+    axes = "; ".join(
+        f"{k} = auto (probed: {', '.join(map(str, v)) or 'none yet'})"
+        if k in sweep.auto
+        else f"{k} = {', '.join(map(str, v))}"
+        for k, v in sweep.axes.items()
+    )
     expected = sweep.repeat * max(1, _product(sweep.axes))
+    runs = f"{len(sweep.runs)} of {expected} ({sweep.repeat} per configuration)"
+    if sweep.auto:
+        runs = f"{len(sweep.runs)} search probes, one run each"
     env = sweep.env
     lines = [
         ("target", sweep.target),
         ("axes", axes or "(none: one configuration)"),
         ("fixed params", params_text(sweep.base) if sweep.base else "-"),
-        ("runs", f"{len(sweep.runs)} of {expected} ({sweep.repeat} per configuration)"),
+        ("runs", runs),
         ("headroom", f"{sweep.headroom:.0%} of each budget"),
         ("reference", params_text(_reference_params(sweep))),
         ("jobs", f"{sweep.jobs} at a time"),
     ]
+    if sweep.predict:
+        lines.append(("decided at", params_text(sweep.predict_at())))
+    if sweep.confirm_runs:
+        lines.append(("confirmation runs", str(len(sweep.confirm_runs))))
     if sweep.limit_bytes:
         lines.append(("limit per run", format_size(sweep.limit_bytes)))
     if sweep.timeout_s:
@@ -92,15 +104,23 @@ def notes(sweep: Sweep) -> list[str]:
             f"Runs went {sweep.jobs} at a time: peaks are per process and exact, but wall "
             "times and records/s are noisier (the runs shared the CPUs)."
         )
-    failed = [c for c in sweep.configs if c.status != "ok"]
+    # A search's probes over a budget stop as oom by design: not a failure worth a note.
+    failed = [
+        c for c in sweep.configs if c.status != "ok" and not (sweep.auto and c.status == "oom")
+    ]
     if failed:
         out.append(
             f"{len(failed)} configuration(s) did not finish ok and are not candidates: "
             + "; ".join(f"{params_text(c.params)}: {c.status}" for c in failed)
         )
     expected = sweep.repeat * max(1, _product(sweep.axes))
-    if len(sweep.runs) < expected:
+    if not sweep.auto and len(sweep.runs) < expected:
         out.append(f"Incomplete: {len(sweep.runs)} of {expected} runs; continue with --resume.")
+    if any(not s.done for s in sweep.search):
+        out.append("The search is not finished; continue with --resume.")
+    shaky = [p for p in sweep.predictions if p.warning]
+    if shaky:
+        out.append(f"Prediction not firm: {shaky[0].warning}.")
     return out
 
 
@@ -111,40 +131,87 @@ def matrix_table(sweep: Sweep) -> TableView:
         tones.append("good" if row.config else "bad")
     ranking = "records/s" if any(r.records_per_s for r in sweep.matrix) else "wall time"
     note = (
-        f"For each budget, the fastest configuration ({ranking}) whose median peak is at most "
-        f"{sweep.headroom:.0%} of the budget; ties go to the lower peak. Peak change and "
-        f"slowdown are against the reference, {params_text(_reference_params(sweep))}."
+        f"For each budget, the fastest configuration ({ranking}, median) whose worst case is "
+        f"at most {sweep.headroom:.0%} of the budget: the highest repeat when measured, the "
+        "upper end of the prediction interval when predicted. Speed differences inside the "
+        "noise are ties, won by the lower peak. Peak change and slowdown are against the "
+        f"reference, {params_text(_reference_params(sweep))}."
     )
     at = next((row.at for row in sweep.matrix if row.at), None)
-    title = f"Decision matrix at {params_text(at)} (the largest input measured)" if at else ""
-    columns = ["budget", "configuration", "peak", "% of budget", "wall", "records/s"]
-    columns += ["peak vs ref", "slowdown vs ref"]
-    return TableView("matrix", title or "Decision matrix", columns, rows, tones, note)
+    predicted = any(row.basis == "predicted" for row in sweep.matrix)
+    where = "predicted from each configuration's fit" if predicted else "measured"
+    if at and not sweep.predict:
+        where = "the largest input measured"
+    title = f"Decision matrix at {params_text(at)} ({where})" if at else "Decision matrix"
+    columns = ["budget", "configuration", "basis", "peak", "worst case", "% of budget"]
+    columns += ["wall", "records/s", "peak vs ref", "slowdown vs ref", "capacity and notes"]
+    if any(row.confirmation or row.refuted for row in sweep.matrix):
+        columns.append("confirmation")
+    rows = [cells[: len(columns)] for cells in rows]
+    return TableView("matrix", title, columns, rows, tones, note)
+
+
+def confirmation_text(row: MatrixRow) -> str:
+    """Return `confirmed (peak 61.2 MB)`, `refuted (oom at 1.00 GB)`, or `pending`."""
+    parts = [_confirmation(c) for c in row.refuted]
+    if row.confirmation:
+        parts.append(_confirmation(row.confirmation))
+    return "; ".join(parts)
+
+
+def _confirmation(c: dict[str, Any]) -> str:
+    who = params_text(c.get("params"))
+    if c["status"] == "pending":
+        return f"{who}: not run yet"
+    peak = format_size(c.get("peak_rss_bytes"))
+    if c["status"] == "confirmed":
+        return f"confirmed (peak {peak})"
+    if c.get("run_status") == "ok":
+        return f"refuted: {who} (peak {peak}, above the headroom)"
+    return f"refuted: {who} ({c.get('run_status')} at {peak})"
 
 
 def _matrix_cells(row: MatrixRow) -> list[str]:
     budget = f"{format_size(row.budget_bytes)} (≤ {format_size(row.headroom * row.budget_bytes)})"
     if row.config is None:
         if row.smallest is None:
-            return [budget, "nothing fits: no configuration was measured", *["-"] * 6]
+            text = "nothing fits: no configuration was measured"
+            if row.refuted:
+                text = "nothing fits: every candidate was refuted"
+            return [budget, text, *["-"] * 9, confirmation_text(row)]
         over = row.over_bytes or 0
         allowed = row.headroom * row.budget_bytes
+        basis = " (predicted, upper end)" if row.smallest.get("basis") == "predicted" else ""
         text = (
             f"nothing fits; smallest peak is {params_text(row.smallest['params'])} at "
-            f"{format_size(row.smallest['peak_rss_bytes'])}, {format_size(over)} "
+            f"{format_size(row.smallest['peak_rss_bytes'])}{basis}, {format_size(over)} "
             f"({over / allowed:.0%}) over"
         )
-        return [budget, text, *["-"] * 6]
+        return [budget, text, *["-"] * 9, confirmation_text(row)]
     return [
         budget,
         params_text(row.config["params"]),
+        row.basis or "measured",
         format_size(row.peak_rss_bytes),
+        format_size(row.peak_upper_bytes),
         percent(row.budget_fraction),
         seconds(row.wall_s),
         rate(row.records_per_s),
         percent(row.peak_change, signed=True),
         times(row.slowdown),
+        _capacity_cell(row),
+        confirmation_text(row),
     ]
+
+
+def _capacity_cell(row: MatrixRow) -> str:
+    parts = []
+    cap = row.capacity
+    if cap and cap.get("largest_fitting") is None:
+        parts.append(f"no limit in {cap['axis']}")
+    if row.note:
+        parts.append(row.note)
+    return "; ".join(parts) or "-"
 
 
 def configs_table(sweep: Sweep) -> TableView:
@@ -196,53 +263,47 @@ def variants_table(sweep: Sweep) -> TableView | None:
 def scaling_table(sweep: Sweep) -> TableView | None:
     if not sweep.scaling:
         return None
-    columns = ["axis", "other params", "bytes per unit", "intercept", "R²", "growth", "verdict"]
+    columns = ["axis", "other params", "bytes per unit", "95% interval", "intercept", "R²"]
+    columns += ["sizes", "verdict"]
     rows, tones = [], []
     for f in sweep.scaling:
+        unit = f.axis.rstrip("s")
+        interval = "-"
+        if f.slope_low is not None and f.slope_high is not None:
+            interval = f"{f.slope_low:,.0f} – {f.slope_high:,.0f} B"
         rows.append(
             [
                 f.axis,
                 params_text(f.params),
-                f"{f.bytes_per_unit:,.0f} B per {f.axis.rstrip('s')}",
+                f"{f.bytes_per_unit:,.0f} B per {unit}",
+                interval,
                 format_size(f.intercept_bytes),
                 "-" if f.r2 is None else f"{f.r2:.3f}",
-                percent(f.growth_fraction, signed=True),
+                str(f.sizes or len(f.points)) + ("" if (f.sizes or 3) >= 3 else " (no R²)"),
                 "memory grows with the input" if f.verdict == "grows" else "memory is constant",
             ]
         )
         tones.append("bad" if f.verdict == "grows" else "good")
     note = (
-        "Least-squares fit peak = intercept + bytes per unit × size. Growth is the fitted rise "
-        "across the measured sizes relative to the smallest size's peak; 5% and 1 MB or more "
-        "reads as growing with the input (it accumulates somewhere), less as constant (it "
-        "streams)."
+        "Least-squares fit peak = intercept + bytes per unit × size over the median peaks. "
+        "With 3 sizes or more: R² and the slope's 95% interval; memory is constant when that "
+        "interval contains 0. With 2 sizes there is neither (two points always lie on a "
+        "line): a rise under 5% and 1 MB reads as constant."
     )
     return TableView("scaling", "Scaling with the input", columns, rows, tones, note)
 
 
-def predictions_table(sweep: Sweep) -> TableView | None:
-    if not sweep.predictions:
-        return None
-    rows = [
-        [
-            f"{p.axis}={p.value:,.0f}",
-            params_text(p.params),
-            format_size(p.peak_rss_bytes),
-            ", ".join(format_size(b) for b in p.fits_budgets) or "none",
-        ]
-        for p in sweep.predictions
-    ]
-    columns = ["at", "params", "predicted peak", f"fits (≤ {sweep.headroom:.0%})"]
-    return TableView("predictions", "Predictions", columns, rows)
-
-
 def sweep_tables(sweep: Sweep) -> list[TableView]:
     """Return the report's tables in reading order (absent sections left out)."""
+    from memdiag.render.decision_view import capacity_table, predictions_table, search_table
+
     tables = [
         matrix_table(sweep),
+        search_table(sweep),
+        capacity_table(sweep),
+        predictions_table(sweep),
         variants_table(sweep),
         scaling_table(sweep),
-        predictions_table(sweep),
         configs_table(sweep),
     ]
     return [t for t in tables if t is not None]
@@ -251,10 +312,11 @@ def sweep_tables(sweep: Sweep) -> list[TableView]:
 def _reference_params(sweep: Sweep) -> dict[str, Any] | None:
     # The matrix compares configurations at one input size: its reference is among them.
     at = next((row.at for row in sweep.matrix if row.at), None) or {}
-    wanted = {**(sweep.reference or {}), **at}
+    measured = {k: v for k, v in at.items() if v in sweep.axes.get(k, [])}
+    wanted = {**(sweep.reference or {}), **measured}
     for c in sweep.configs:
         if all(c.params.get(k) == v for k, v in wanted.items()):
-            return c.params
+            return {**c.params, **at}
     return sweep.reference
 
 

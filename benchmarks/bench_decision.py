@@ -1,0 +1,175 @@
+"""Deciding at production size: prediction accuracy on the reference engines, search cost.
+
+(a) For each of the five reference engines and both variants: sweep 3 small sizes (S, 2S,
+4S), predict the peak at 10× the largest (40S) with `--at`, then measure that size with
+`memdiag run`. Goal: within 15% for memory that grows, never below the measured peak for
+memory that is constant (the upper end, which budgets are checked against).
+
+(b) `--batch auto` on a job whose peak is a known line in the batch size (benchmarks/jobs.py
+`line`), three budgets, against a grid of equal precision (one unit or 2%). Goal: at most
+log2(range) + 6 runs in all.
+
+BENCH_SCALE (default 1) scales the engines' sizes, for a quicker check at reduced scale.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
+
+from memdiag.analysis.fit import fit_line
+
+PY = sys.executable
+MEMDIAG = [PY, "-m", "memdiag"]
+HERE = Path(__file__).resolve().parent
+MB = 1024 * 1024
+TIMEOUT = 1800
+# engine → (size axis, S, fixed params): sizes S, 2S, 4S are swept, 40S is predicted.
+ENGINES = {
+    "player-sync": ("records", 1000, {"variant": "leaky,fixed"}),
+    "import": ("records", 50, {"variant": "accumulate,stream"}),
+    "migration": ("items", 1000, {"variant": "full,slim"}),
+    "record-sync": ("cycles", 20, {"variant": "leaky,cleared"}),
+    "parallel": ("items", 50, {"variant": "accumulate,stream"}),
+}
+SEARCH_BUDGETS = "64MB,128MB,256MB"
+SEARCH_MAX = 1024
+
+
+class Accuracy(NamedTuple):
+    """One engine variant: predicted at `at` from `sizes`, then measured there (bytes)."""
+
+    engine: str
+    variant: str
+    sizes: list[int]
+    at: str
+    verdict: str
+    predicted: int
+    high: int
+    measured: int
+
+
+class SearchCost(NamedTuple):
+    """Runs the search used; per budget (budget, largest found, boundary of the line)."""
+
+    runs: int
+    found: list[tuple[int, int | None, float]]
+    grid: int
+    slope: float
+
+
+def memdiag(*args: str) -> None:
+    subprocess.run([*MEMDIAG, *args], check=True, capture_output=True, timeout=TIMEOUT)
+
+
+def accuracy(engine: str, folder: Path, scale: float) -> list[Accuracy]:
+    """Return, per variant, the prediction at 40S and the peak measured there."""
+    axis, small, fixed = ENGINES[engine]
+    start = max(1, round(small * scale))
+    sizes = [start, 2 * start, 4 * start]
+    at = 40 * start
+    out = folder / engine
+    args = ["sweep", engine, "--param", f"{axis}={','.join(map(str, sizes))}", "--repeat", "1"]
+    for name, values in fixed.items():
+        args += ["--param", f"{name}={values}"]
+    memdiag(*args, "--at", f"{axis}={at}", "--out", str(out), "--quiet")
+    data = json.loads((out / "results.json").read_text())
+    rows = []
+    for p in data["predictions"]:
+        run_json = folder / f"{engine}-{p['params']['variant']}.json"
+        params = [x for k, v in p["params"].items() for x in ("--param", f"{k}={v}")]
+        memdiag("run", engine, *params, "--param", f"{axis}={at}", "--json", str(run_json), "-q")
+        measured = json.loads(run_json.read_text())["peak_rss_bytes"]
+        rows.append(
+            Accuracy(
+                engine,
+                p["params"]["variant"],
+                sizes,
+                f"{axis}={at:,}",
+                p["verdict"],
+                p["peak_rss_bytes"],
+                p["peak_high_bytes"],
+                measured,
+            )
+        )
+    return rows
+
+
+def search_cost(folder: Path) -> SearchCost:
+    """Run --batch auto over three budgets; return runs used, boundaries, grid size."""
+    out = folder / "search"
+    memdiag(
+        "sweep", f"{HERE / 'jobs.py'}:line", "--batch", "auto", "--max", f"batch={SEARCH_MAX}",
+        "--budget", SEARCH_BUDGETS, "--out", str(out), "--quiet",
+    )  # fmt: skip
+    data = json.loads((out / "results.json").read_text())
+    ok = [(r["params"]["batch"], r["peak_rss_bytes"]) for r in data["runs"] if r["status"] == "ok"]
+    line = fit_line([float(x) for x, _ in ok], [float(y) for _, y in ok])
+    slope, intercept = line.slope, line.intercept
+    found = [
+        (s["budget_bytes"], s["largest_fitting"], (s["limit_bytes"] - intercept) / slope)
+        for s in data["search"]
+    ]
+    grid, v = 0, 1
+    while v <= SEARCH_MAX:  # a grid of the search's precision: one unit or 2%
+        grid += 1
+        v = max(v + 1, math.ceil(v * 1.02))
+    return SearchCost(len(data["runs"]), found, grid, slope)
+
+
+def run(repeats: int) -> str:
+    scale = float(os.environ.get("BENCH_SCALE", "1"))
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = [row for engine in ENGINES for row in accuracy(engine, Path(tmp), scale)]
+        search = search_cost(Path(tmp))
+    lines = [
+        "## Deciding at production size",
+        "",
+        "`python benchmarks/run.py --only decision` (BENCH_SCALE=0.5 for a quicker check). Per "
+        "engine and variant: `memdiag sweep ENGINE --param variant=A,B --param SIZE=S,2S,4S "
+        "--repeat 1 --at SIZE=40S`, then `memdiag run ENGINE --param SIZE=40S` measures the "
+        "size predicted (10× the largest swept). Goal: within 15% for memory that grows, never "
+        "below the measured peak for constant memory (its upper end, which budgets are checked "
+        "against; the prediction itself is the largest peak measured).",
+        "",
+        "| engine | variant | swept | at | verdict | predicted (upper) | measured | error | goal |",
+        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for r in rows:
+        error = r.predicted / r.measured - 1
+        if r.verdict == "grows":
+            met = "met" if abs(error) <= 0.15 else "MISSED"
+        else:  # what budgets are checked against: the upper end
+            met = "met" if r.high >= r.measured else "MISSED"
+        lines.append(
+            f"| {r.engine} | {r.variant} | {','.join(map(str, r.sizes))} | {r.at} | "
+            f"{r.verdict} | {r.predicted / MB:,.1f} MB ({r.high / MB:,.1f} MB) | "
+            f"{r.measured / MB:,.1f} MB | {error:+.1%} | {met} |"
+        )
+    bound = math.log2(SEARCH_MAX) + 6
+    lines += [
+        "",
+        f"Search cost: `memdiag sweep benchmarks/jobs.py:line --batch auto --max batch="
+        f"{SEARCH_MAX} --budget {SEARCH_BUDGETS}` on a job whose peak rises "
+        f"{search.slope / MB:.2f} MB per batch unit. Goal: at most log2({SEARCH_MAX}) + 6 = "
+        f"{bound:.0f} runs in all.",
+        "",
+        "| budget | largest batch found | boundary from the fit of the probes |",
+        "| --- | ---: | ---: |",
+    ]
+    for budget, largest, exact in search.found:
+        lines.append(f"| {budget / MB:.0f} MB | {largest} | {exact:.1f} |")
+    lines += [
+        "",
+        f"Runs: {search.runs} for the three budgets (goal ≤ {bound:.0f}: "
+        f"{'met' if search.runs <= bound else 'MISSED'}), against {search.grid} for a grid "
+        f"of the same precision over 1..{SEARCH_MAX}.",
+        "",
+    ]
+    return "\n".join(lines)
