@@ -86,7 +86,7 @@ def run_leaks(func: Any, job: Job) -> int:
         records += _records(func(**params))
         del params
         _save(job, f"iter-{i:03d}.json", f"iteration {i}")
-    _write(Path(job["out"]) / "evidence.json", {**_KIND, **in_fork(lambda: _evidence(job))})
+    _write_evidence(job)
     return records
 
 
@@ -108,8 +108,15 @@ def run_every(func: Any, job: Job) -> int:
     finally:
         done.set()
         watcher.join()
-    _write(Path(job["out"]) / "evidence.json", {**_KIND, **in_fork(lambda: _evidence(job))})
+    _write_evidence(job)
     return records
+
+
+def _write_evidence(job: Job) -> None:
+    from memdiag.measure.chainroots import capture_threads
+
+    capture_threads()  # the fork keeps only this thread: other threads' locals are read now
+    _write(Path(job["out"]) / "evidence.json", {**_KIND, **in_fork(lambda: _evidence(job))})
 
 
 def _evidence(job: Job) -> dict[str, Any]:
@@ -138,18 +145,18 @@ def _evidence(job: Job) -> dict[str, Any]:
     origins = {}
     for index, name in enumerate(names):
         origins[name], groups[f"type-{index + 1}"] = found.type_samples(name, sites)
-    walked = refchain.find_paths(groups)
-    evidence: dict[str, Any] = {"sites": {}, "types": {}}
+    search = refchain.find_chains(groups, job.get("chain_budget_s", 8.0), found.containers())
+    evidence: dict[str, Any] = {"sites": {}, "types": {}, "search": search.summary()}
     for index, site in enumerate(sites):
         evidence["sites"][f"{site[0]}:{site[1]}"] = {
             "type": found.dominant_type(site),
-            "chain": _chain(walked.get(f"site-{index + 1}"), job, f"site-{index + 1}"),
+            "chain": _chain(search, job, f"site-{index + 1}"),
         }
     for index, name in enumerate(names):
         origin = origins[name]
         evidence["types"][name] = {
             "site": f"{origin[0]}:{origin[1]}" if origin else None,
-            "chain": _chain(walked.get(f"type-{index + 1}"), job, f"type-{index + 1}"),
+            "chain": _chain(search, job, f"type-{index + 1}"),
         }
     return evidence
 
@@ -159,15 +166,17 @@ def _site(key: str) -> tuple[str, int]:
     return filename, int(line)
 
 
-def _chain(path: list[Any] | None, job: Job, stem: str) -> dict[str, Any] | None:
+def _chain(search: Any, job: Job, stem: str) -> dict[str, Any] | None:
     from memdiag.measure import refchain
 
+    path = search.paths.get(stem)
     if path is None:
         return None
     chain = refchain.describe(path)
+    chain["found_by"] = search.found_by.get(stem)
     graphs = job.get("graphs_dir")
     if graphs:
-        chain["png"] = _draw(path, Path(graphs) / f"chain-{stem}.png")
+        chain["png"] = _draw(path[1:], Path(graphs) / f"chain-{stem}.png")
     return chain
 
 
