@@ -89,7 +89,7 @@ class PriceService:
     def __init__(self, records: int) -> None:
         self.table = _rows("price", records)
 
-    @functools.lru_cache(maxsize=None)  # noqa: B019 - the leak under test
+    @functools.lru_cache(maxsize=1024)  # noqa: B019 - the leak under test
     def price(self, key: int) -> int:
         return len(self.table) + key
 

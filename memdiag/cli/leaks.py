@@ -27,7 +27,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -135,6 +135,7 @@ def command(
 ) -> int:
     from memdiag.analysis.leaks import LeakSettings, find_leaks
     from memdiag.measure.tracked import LeakPlan, leak_series
+    from memdiag.render.progress import LeakProgress
     from memdiag.targets import parse_target
 
     parsed = parse_target(target, external_command(ctx))
@@ -161,8 +162,9 @@ def command(
         keep_dir=out_dir,
         timeout=positive("--timeout", timeout),
     )
-    series = leak_series(parsed, values, plan)
     unit = "iteration" if every is None else "interval"
+    progress = LeakProgress(iterations, unit, quiet=not parsed.is_python)
+    series = leak_series(parsed, values, plan, on_snapshot=progress)
     if not series.snapshots:
         error = series.run.error
         raise MemdiagError(
@@ -175,23 +177,43 @@ def command(
             series.run.status,
             f"{series.run.error.type}: {series.run.error.message}",
         )
-    _render(report, json_path, markdown_path)
+    extra = {"partial": series.partial, "chain_search": series.evidence.get("search")}
+    if series.partial:
+        done = max(len(series.snapshots) - 1, 0)
+        click.echo(
+            f"partial: stopped by Ctrl-C after {done} of {iterations} {unit}s; "
+            f"the report covers the {len(series.snapshots)} snapshots taken",
+            err=True,
+        )
+    _render(report, json_path, markdown_path, extra)
     if no_fail:
         return 0
     return 1 if report.found or report.error else 0
 
 
-def _render(report: LeakReport, json_path: str | None, markdown_path: str | None) -> None:
+def _render(
+    report: LeakReport, json_path: str | None, markdown_path: str | None, extra: dict[str, Any]
+) -> None:
+    """Print the report; write it as JSON with `extra` (partial, chain_search) and Markdown."""
     from memdiag.render.leaks_view import LeakMarkdownRenderer, LeakTerminalRenderer
 
-    LeakTerminalRenderer().report(report)
+    searched = extra.get("chain_search")
+    if extra.get("partial"):
+        click.echo(f"PARTIAL: {report.snapshots} snapshots, stopped by Ctrl-C")
+    LeakTerminalRenderer().report(report, searched=searched)
     if json_path:
         from memdiag.model import write_json_atomic
 
-        click.echo(f"json: {write_json_atomic(json_path, report.to_dict())}")
+        data = {**report.to_dict(), **extra}
+        click.echo(f"json: {write_json_atomic(json_path, data)}")
     if markdown_path:
         from pathlib import Path
 
         Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(markdown_path).write_text(LeakMarkdownRenderer().report(report))
+        text = LeakMarkdownRenderer().report(report, searched=searched)
+        if extra.get("partial"):
+            text = text.replace(
+                "# memdiag leaks\n", "# memdiag leaks (partial: stopped by Ctrl-C)\n", 1
+            )
+        Path(markdown_path).write_text(text)
         click.echo(f"markdown: {markdown_path}")

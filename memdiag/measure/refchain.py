@@ -24,12 +24,12 @@ import time
 import tracemalloc
 import types
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from typing import Any
 
 from memdiag.measure.chainroots import Root, RootIndex, unregistered_root
 from memdiag.measure.chaintext import describe
-from memdiag.measure.snapshot import live_objects, type_name
+from memdiag.measure.snapshot import type_name
 
 __all__ = ["SAMPLES", "Evidence", "Search", "describe", "find_chains"]
 
@@ -47,19 +47,30 @@ Site = tuple[str, int]
 class Evidence:
     """Live objects grouped by allocating line: types per site, sample objects per type."""
 
-    def __init__(self, sites: set[Site], type_names: set[str], grown: set[str]) -> None:
-        """Group the live objects of the `grown` types (tracing must still be on)."""
+    def __init__(
+        self, sites: set[Site], type_names: set[str], grown: set[str], budget_s: float = 30.0
+    ) -> None:
+        """Group the live objects of the `grown` types (tracing must still be on).
+
+        Newest objects first, and only until every site and type has its samples or
+        `budget_s` seconds have passed: under tracemalloc every allocation of the scan is
+        itself traced, and the leaking objects are among the newest.
+        """
         self.site_types: dict[Site, dict[str, int]] = {s: {} for s in sites}
         self.site_samples: dict[Site, list[Any]] = {s: [] for s in sites}
         self.type_sites: dict[str, dict[Site, list[Any]]] = {t: {} for t in type_names}
+        self.scanned = 0
         names: dict[type, str] = {}
-        for obj in live_objects():
-            kind = type(obj)
-            name = names.get(kind) or names.setdefault(kind, type_name(kind))
-            # Only types whose count grew can hold what leaks: the rest need no traceback.
-            raw = _raw_traceback(obj) if name in grown else None
+        deadline = time.perf_counter() + budget_s
+        objects = _newest_first(grown, names)
+        for obj in objects:
+            self.scanned += 1
+            if self.scanned % 4096 == 0 and (self._full() or time.perf_counter() > deadline):
+                break
+            raw = _raw_traceback(obj)
             if not raw:
                 continue
+            name = names[type(obj)]
             site = raw[0]  # the raw form is most recent first: the allocating line
             if site in self.site_types:
                 sizes = self.site_types[site]
@@ -70,6 +81,14 @@ class Evidence:
                 held = self.type_sites[name].setdefault(site, [])
                 if len(held) < SAMPLES:
                     held.append(obj)
+        objects.close()  # its list of every tracked object would be a holder of everything
+
+    def _full(self) -> bool:
+        sites_full = all(len(s) >= SAMPLES for s in self.site_samples.values())
+        types_full = all(
+            any(len(h) >= SAMPLES for h in by_site.values()) for by_site in self.type_sites.values()
+        )
+        return sites_full and types_full
 
     def dominant_type(self, site: Site) -> str | None:
         """Return the type holding the most bytes among the objects allocated at `site`."""
@@ -100,6 +119,39 @@ class Evidence:
             *self.type_sites.values(),
             *(held for by_site in self.type_sites.values() for held in by_site.values()),
         ]
+
+
+def _newest_first(grown: set[str], names: dict[type, str]) -> Generator[Any, None, None]:
+    """Yield the live objects of the `grown` types, newest first, each once.
+
+    The collector's list ends with the newest objects; the untracked ones (str, int,
+    bytes, and tuples of them) come with the tracked objects that refer to them.
+    """
+    tracked = gc.get_objects()
+    seen: set[int] = set()
+
+    def wanted(obj: Any) -> bool:
+        kind = type(obj)
+        name = names.get(kind) or names.setdefault(kind, type_name(kind))
+        return name in grown
+
+    for index in range(len(tracked) - 1, -1, -1):
+        obj = tracked[index]
+        if wanted(obj):
+            yield obj
+        for ref in gc.get_referents(obj):
+            if gc.is_tracked(ref) or id(ref) in seen:
+                continue
+            if type(ref) in (tuple, dict):
+                seen.add(id(ref))
+                inner = [r for r in gc.get_referents(ref) if not gc.is_tracked(r)]
+                for item in inner:
+                    if id(item) not in seen and wanted(item):
+                        seen.add(id(item))
+                        yield item
+            if wanted(ref):
+                seen.add(id(ref))
+                yield ref
 
 
 def _raw_traceback(obj: Any) -> tuple[Site, ...] | None:
@@ -145,7 +197,7 @@ class Search:
         """Return what was searched, for a group with no chain."""
         return (
             f"backward search from {self.samples} samples, {self.levels} levels "
-            f"(heaps of {self.scanned:,} tracked objects scanned); forward walk over "
+            f"(each a scan of {self.scanned:,} tracked objects); forward walk over "
             f"{self.walked:,} containers from {len(self.roots.names)} modules; "
             f"{self.elapsed():.1f} s"
         )

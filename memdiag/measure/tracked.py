@@ -8,7 +8,11 @@ outside, their RSS every interval. Every function returns the Run and the snapsh
 from __future__ import annotations
 
 import shutil
+import signal
+import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,11 +41,18 @@ class LeakPlan:
 
 @dataclass
 class Series:
-    """A measured run, its snapshots in order, and what the child found in the live process."""
+    """A measured run, its snapshots in order, and what the child found in the live process.
+
+    `partial` when Ctrl-C stopped the iterations early (the snapshots taken are kept).
+    """
 
     run: Run
     snapshots: list[Snapshot]
     evidence: dict[str, Any]
+    partial: bool = False
+
+
+OnSnapshot = Callable[[Snapshot], None]
 
 
 def _measure(target: Target, params: dict[str, Any], options: RunOptions) -> Run:
@@ -74,14 +85,22 @@ def snapshot_target(
     return Series(run, snaps, {})
 
 
-def leak_series(target: Target, params: dict[str, Any], plan: LeakPlan) -> Series:
-    """Return the snapshots after each iteration (or interval) and the child's evidence."""
+def leak_series(
+    target: Target, params: dict[str, Any], plan: LeakPlan, on_snapshot: OnSnapshot | None = None
+) -> Series:
+    """Return the snapshots after each iteration (or interval) and the child's evidence.
+
+    `on_snapshot` is called with each snapshot as the child writes it. The first Ctrl-C
+    stops the iterations after the current one (the series is then `partial`); a second
+    one stops the child at once.
+    """
     if not target.is_python:
         return _command_series(target, params, plan)
     work = Path(plan.keep_dir or tempfile.mkdtemp(prefix="memdiag-leaks-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     for old in work.glob("iter-*.json"):
         old.unlink()
+    (work / tracked_child.STOP_FILE).unlink(missing_ok=True)
     extra = {
         "mode": "every" if plan.every else "leaks",
         "out": str(work),
@@ -93,15 +112,84 @@ def leak_series(target: Target, params: dict[str, Any], plan: LeakPlan) -> Serie
         "graphs_dir": plan.graphs_dir and str(Path(plan.graphs_dir).resolve()),
         "target": target.text,
     }
+    watcher = SnapshotWatcher(work, on_snapshot)
     try:
-        run = _measure(target, params, _options(target, extra, timeout=plan.timeout))
+        with watcher, StopOnInterrupt(work / tracked_child.STOP_FILE) as interrupt:
+            run = _measure(target, params, _options(target, extra, timeout=plan.timeout))
         snaps = [load_snapshot(p) for p in sorted(work.glob("iter-*.json"))]
         evidence_path = work / "evidence.json"
         evidence = load_json(evidence_path, ("evidence",)) if evidence_path.exists() else {}
     finally:
         if plan.keep_dir is None:
             shutil.rmtree(work, ignore_errors=True)
-    return Series(run, snaps, evidence)
+    return Series(run, snaps, evidence, partial=interrupt.requested)
+
+
+class SnapshotWatcher:
+    """Calls `on_snapshot` with each `iter-*.json` the child writes into `work`, in order,
+    from a thread that polls the directory (the child writes each file atomically)."""
+
+    def __init__(self, work: Path, on_snapshot: OnSnapshot | None, every_s: float = 0.25):
+        self.work, self.on_snapshot, self.every_s = work, on_snapshot, every_s
+        self.seen: set[str] = set()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._poll, name="snapshot-watcher", daemon=True)
+
+    def __enter__(self) -> SnapshotWatcher:
+        if self.on_snapshot is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join()
+            self._scan()  # the last snapshots, written after the last poll
+
+    def _poll(self) -> None:
+        while not self.done.wait(self.every_s):
+            self._scan()
+
+    def _scan(self) -> None:
+        assert self.on_snapshot is not None
+        for path in sorted(self.work.glob("iter-*.json")):
+            if path.name in self.seen:
+                continue
+            self.seen.add(path.name)
+            try:
+                self.on_snapshot(load_snapshot(path))
+            except MemdiagError:
+                self.seen.discard(path.name)  # read as it was replaced: next poll
+
+
+class StopOnInterrupt:
+    """The first Ctrl-C writes `stop_file` (the child stops after its current iteration);
+    the next one raises KeyboardInterrupt, which stops the child at once."""
+
+    def __init__(self, stop_file: Path) -> None:
+        self.stop_file = stop_file
+        self.requested = False
+        self.previous: Any = None
+
+    def __enter__(self) -> StopOnInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.stop_file.write_text("stop\n")
+        print(
+            "memdiag leaks: stopping after the current iteration (Ctrl-C again to stop now)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _options(

@@ -32,6 +32,8 @@ from memdiag.measure.snapshot import capture, in_fork
 from memdiag.model import SCHEMA_VERSION
 
 Job = dict[str, Any]
+# Written into `out` by memdiag on Ctrl-C: stop after the current iteration.
+STOP_FILE = "stop"
 
 
 def _save(job: Job, name: str, label: str, phase: str | None = None) -> None:
@@ -86,6 +88,8 @@ def run_leaks(func: Any, job: Job) -> int:
         records += _records(func(**params))
         del params
         _save(job, f"iter-{i:03d}.json", f"iteration {i}")
+        if (Path(job["out"]) / STOP_FILE).exists():
+            break  # Ctrl-C in memdiag: report on the snapshots taken so far
     _write_evidence(job)
     return records
 
