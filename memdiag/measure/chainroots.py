@@ -21,6 +21,8 @@ from typing import Any
 # id -> (local name, function, thread name). Only this one dict refers to the values.
 _THREAD_VALUES: dict[int, Any] = {}
 _THREAD_NAMES: dict[int, tuple[str, str, str]] = {}
+# Callbacks found in atexit's table (and taken out of it, in the search's fork), by id.
+_ATEXIT: set[int] = set()
 
 
 @dataclass
@@ -158,6 +160,8 @@ def unregistered_root(obj: Any) -> Root:
     """
     import atexit
 
+    if id(obj) in _ATEXIT:  # unregistered by an earlier group's search: still its root
+        return Root("registry", f"<atexit callback {_callable_name(obj)}>", "atexit")
     kind = type(obj).__qualname__
     if callable(obj):
         # atexit keeps the count of its slots after unregister: the callback's references
@@ -165,6 +169,7 @@ def unregistered_root(obj: Any) -> Root:
         before = sys.getrefcount(obj)
         atexit.unregister(obj)
         if sys.getrefcount(obj) < before:
+            _ATEXIT.add(id(obj))
             return Root("registry", f"<atexit callback {_callable_name(obj)}>", "atexit")
     return Root(
         "unreachable",

@@ -68,6 +68,14 @@ def _hop(owner: Any, parent: Any, child: Any, cells: dict[int, tuple[str, int]])
     """
     if isinstance(parent, types.CellType):
         return f".__closure__[{cells.get(id(parent), ('?', 0))[1]}].cell_contents"
+    if _is_lru(owner) and isinstance(parent, dict):
+        return ".<lru_cache key>" if any(k is child for k in parent) else ".<lru_cache value>"
+    if _is_lru(parent):
+        if isinstance(child, dict) and child is not _namespace(parent):
+            return None  # the cache's table: the next hop says key or value
+        if not isinstance(child, dict | types.FunctionType):
+            # A bounded cache refers to its entries' keys and results directly.
+            return ".<lru_cache key>" if isinstance(child, tuple) else ".<lru_cache value>"
     if isinstance(parent, dict):
         return _item(owner, parent, child)
     if isinstance(parent, tuple) and parent and all(isinstance(v, types.CellType) for v in parent):
@@ -86,9 +94,11 @@ def _hop(owner: Any, parent: Any, child: Any, cells: dict[int, tuple[str, int]])
         return None  # a class's namespace (behind its mappingproxy): the next hop names it
     if child is _namespace(parent):
         return None  # an instance's namespace: the next hop names the attribute
-    if type(parent).__name__ == "_lru_cache_wrapper" and isinstance(child, dict):
-        return ".<lru_cache>"
     return f".{_attribute(parent, child)}"
+
+
+def _is_lru(obj: Any) -> bool:
+    return type(obj).__name__ == "_lru_cache_wrapper"
 
 
 def _item(owner: Any, mapping: dict[Any, Any], child: Any) -> str:
