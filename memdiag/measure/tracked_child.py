@@ -5,14 +5,16 @@ Run through memdiag's launcher as `python -m memdiag.measure.tracked_child SPEC.
 `spec["extra"]` says what to do:
 
 - `mode: "snapshot"`: snapshot before the call, at each probe phase boundary (`at_phase`),
-  after it;
+  after it; with `peak_path`, the call alone under memray's aggregated capture (what was
+  live at the peak); with `tracemalloc: false`, no tracemalloc (sites then come from memray);
 - `mode: "leaks"`: call the target `iterations` times, snapshot after each; then, in the
   still-live process, name the type allocated at each leaking site and the chain of
   references that keeps the leading leaking types alive;
 - `mode: "every"`: call it once, snapshot every `every` seconds while it runs.
 
 Each snapshot is written to `out` at once and dropped: a list of snapshots kept here would
-itself grow every iteration. Standard library only, but objgraph for `graphs_dir`.
+itself grow every iteration. Standard library only, but objgraph for `graphs_dir` and memray
+for `peak_path`.
 """
 
 from __future__ import annotations
@@ -64,16 +66,35 @@ def run_snapshot(func: Any, job: Job) -> int:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name))
         _save(job, f"phase-{boundaries[0]:02d}-{slug}.json", f"phase {name}", name)
 
+    # Started before the first snapshot: what memray loads as it starts is not the job's.
+    tracker = _peak_tracker(job.get("peak_path"))
     _save(job, "before.json", "before")
     if job.get("at_phase"):
         probe.phase_hooks.append(on_phase)
     try:
         returned = func(**job["params"])
     finally:
+        if tracker is not None:
+            tracker.__exit__(None, None, None)
         if on_phase in probe.phase_hooks:
             probe.phase_hooks.remove(on_phase)
     _save(job, "after.json", "after")
     return _records(returned)
+
+
+def _peak_tracker(path: str | None) -> Any:
+    """Return a started memray aggregated capture of the call alone, None without `path`.
+
+    It keeps the high-water mark and what was live there, at about 1.1-1.4x the job's time.
+    """
+    if not path:
+        return None
+    import memray
+
+    Path(path).unlink(missing_ok=True)  # memray refuses to overwrite
+    tracker = memray.Tracker(path, file_format=memray.FileFormat.AGGREGATED_ALLOCATIONS)
+    tracker.__enter__()
+    return tracker
 
 
 def run_leaks(func: Any, job: Job) -> int:
@@ -228,7 +249,8 @@ MODES = {"snapshot": run_snapshot, "leaks": run_leaks, "every": run_every}
 def run_tracked(func: Any, spec: dict[str, Any]) -> int:
     """Run the mode `spec["extra"]` names under tracemalloc, started after the imports."""
     job: Job = {**spec["extra"], "params": spec["params"]}
-    tracemalloc.start(job.get("frames", 8))
+    if job.get("tracemalloc", True):
+        tracemalloc.start(job.get("frames", 8))
     try:
         return MODES[job["mode"]](func, job)
     finally:
