@@ -52,6 +52,8 @@ def _peak_label(p: PeakSite, frames: int) -> str:
     inner = [site_text([f]) for f in p.traceback[at + 1 :][-1:]]
     callers = [site_text([f]) for f in reversed(p.traceback[max(at - frames + 1, 0) : at])]
     callers = [c for c in callers if not c.startswith(MACHINERY)]
+    here = site_text([[filename, line]])
+    callers = [c for i, c in enumerate(callers) if c != ([here, *callers][i])]
     if inner:
         label += f"\n[dim]  → allocates in {inner[0]}[/]"
     if callers:
