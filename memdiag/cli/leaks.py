@@ -6,9 +6,15 @@ snapshotted after each call. After --warmup calls, a site or type leaks when it 
 at least 80% of the calls by at least --min-growth per call (least-squares slope): caches
 that warm up stop growing, and per-call garbage is collected before each snapshot. For the
 leading leaks, the report names the type allocated at the line and the chain of references
-from a module global, class attribute or closure that keeps it alive (a PNG too with
---out, when graphviz's `dot` is installed). RSS growing faster than the Python heap is
-reported as native growth.
+that keeps it alive, written as code (`jobs.BUS._handlers['done'][3].__self__.rows`), from
+a module global, class attribute, closure, registry (logger, signal handler, atexit) or
+another thread's stack, and which search found it (a PNG too with --out, when graphviz's
+`dot` is installed). RSS growing faster than the Python heap is reported as native growth.
+
+\b
+A line per iteration shows the time, the ETA and the growth so far (stderr). Ctrl-C stops
+after the current iteration and reports on the snapshots taken, marked partial; a second
+Ctrl-C stops at once.
 
 \b
 --every SECONDS: snapshot a long-running Python target every SECONDS during one call, or

@@ -11,9 +11,10 @@ a sample of them alive is searched two ways, within one time budget:
 - forward, from the roots, breadth first, when the backward search found no root in time:
   containers only (str, int, bytes and other leaves are never queued).
 
-Roots (`roots.py`): module globals, the locals of other threads' frames, signal handlers,
+Roots (`chainroots.py`): module globals, the locals of other threads' frames, signal handlers,
 and, at the top of a backward search, `atexit` callbacks and objects that only C holds.
-Each hop is named as Python would spell it (`.attr`, `['key']`, `[3]`, `.__self__`).
+Each hop is named as Python would spell it (`chaintext.py`: `.attr`, `['key']`, `[3]`,
+`.__self__`).
 """
 
 from __future__ import annotations
@@ -213,6 +214,7 @@ def find_chains(
     """
     roots = RootIndex.build()
     search = Search(budget_s, roots, [groups, *groups.values(), *own])
+    search.scanned = len(gc.get_objects())
     _backward(search, groups)
     missing = {g: t for g, t in groups.items() if g not in search.paths and t}
     if missing and time.perf_counter() < search.deadline:
@@ -254,10 +256,9 @@ def _backward(search: Search, groups: dict[str, list[Any]]) -> None:
         wanted = tuple(objs[i] for i in ids)
         search.own.add(id(wanted))
         referrers = gc.get_referrers(*wanted)
-        search.own.discard(id(wanted))
         search.levels += 1
-        search.scanned += len(gc.get_objects()) if search.levels == 1 else 0
         held = _held_by(search, referrers, set(ids))
+        search.own.discard(id(wanted))
         referrers.clear()  # emptied, not only dropped: a name left bound must hold nothing
         del wanted
         for group in list(frontier):

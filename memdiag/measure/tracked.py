@@ -159,8 +159,11 @@ def leak_series(
         "target": target.text,
     }
     watcher = SnapshotWatcher(work, on_snapshot)
+    # Per call, the child can stop between two calls; with --every there is one call, which
+    # Ctrl-C stops at once (the snapshots taken are kept either way).
+    interrupt = StopOnInterrupt(work / tracked_child.STOP_FILE, enabled=not plan.every)
     try:
-        with watcher, StopOnInterrupt(work / tracked_child.STOP_FILE) as interrupt:
+        with watcher, interrupt:
             run = _measure(target, params, _options(target, extra, timeout=plan.timeout))
         snaps = [load_snapshot(p) for p in sorted(work.glob("iter-*.json"))]
         evidence_path = work / "evidence.json"
@@ -168,7 +171,8 @@ def leak_series(
     finally:
         if plan.keep_dir is None:
             shutil.rmtree(work, ignore_errors=True)
-    return Series(run, snaps, evidence, partial=interrupt.requested)
+    stopped = interrupt.requested or (plan.every is not None and run.status == "killed")
+    return Series(run, snaps, evidence, partial=stopped)
 
 
 class SnapshotWatcher:
@@ -212,13 +216,14 @@ class StopOnInterrupt:
     """The first Ctrl-C writes `stop_file` (the child stops after its current iteration);
     the next one raises KeyboardInterrupt, which stops the child at once."""
 
-    def __init__(self, stop_file: Path) -> None:
+    def __init__(self, stop_file: Path, enabled: bool = True) -> None:
         self.stop_file = stop_file
+        self.enabled = enabled
         self.requested = False
         self.previous: Any = None
 
     def __enter__(self) -> StopOnInterrupt:
-        if threading.current_thread() is threading.main_thread():
+        if self.enabled and threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGINT, self._handle)
         return self
 
