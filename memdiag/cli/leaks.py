@@ -178,7 +178,7 @@ def command(
             exit_code=1,
         )
     report = find_leaks(series.snapshots, settings, series.evidence, unit=unit)
-    if series.run.error and series.run.status != "timeout":
+    if series.run.error and series.run.status != "timeout" and not series.partial:
         report.status, report.error = (
             series.run.status,
             f"{series.run.error.type}: {series.run.error.message}",
