@@ -40,6 +40,7 @@ def str_chain(tmp_path: Path, function: str) -> tuple[dict[str, Any], str]:
     assert out.exists(), proc.stdout + proc.stderr
     report = json.loads(out.read_text())
     assert report["partial"] is False
+    assert re.match(r"backward search from \d+ samples, \d+ levels", report["chain_search"])
     types = {t["name"]: t for t in report["types"]}
     assert types["str"]["chain"], proc.stdout
     return types["str"]["chain"], proc.stdout
@@ -136,3 +137,19 @@ def test_chain_found_in_a_heap_of_five_million_objects(tmp_path: Path) -> None:
         result["chain"]["expression"],
     )
     assert result["seconds"] < 10, result["found_by"]
+
+
+def test_no_chain_says_what_was_searched_and_for_how_long() -> None:
+    from memdiag.measure import refchain
+    from memdiag.render.leaks_view import chain_lines
+
+    held = [object()]
+    search = refchain.find_chains({"type-1": held}, budget_s=0.0)  # no time: nothing found
+    assert "type-1" not in search.paths
+    lines = chain_lines(None, search.summary())
+    assert re.fullmatch(
+        r"no chain to a root found; searched: backward search from 1 samples, 0 levels "
+        r"\(each a scan of [\d,]+ tracked objects\); forward walk over 0 containers from "
+        r"\d+ modules; 0\.\d s",
+        lines[0],
+    ), lines
