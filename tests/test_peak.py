@@ -4,6 +4,7 @@ that frees its cache before it returns (real children, memray's high-water-mark 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from tests.conftest import MB, memdiag
@@ -59,3 +60,18 @@ def test_run_heap_shows_the_same_peak_table(tmp_path: Path) -> None:
     assert run["at_peak"][0]["site"].endswith("/" + cache)
     assert run["at_peak"][0]["size_bytes"] >= 55 * MB
     assert "live at the peak" in proc.stdout and cache in proc.stdout
+
+
+def test_snapshot_of_a_failing_job_still_shows_its_peak(tmp_path: Path) -> None:
+    (tmp_path / "job.py").write_text(
+        "def run(items: int = 50_000) -> int:\n"
+        "    cache = {i: 'q' * 1000 + str(i) for i in range(items)}\n"
+        "    raise RuntimeError(f'lost the connection after {len(cache)} items')\n"
+    )
+    proc = memdiag("snapshot", "job.py:run", "--out", "snap", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "RuntimeError: lost the connection after 50000 items" in proc.stderr
+    assert not (tmp_path / "snap" / "after.json").exists()
+    table = proc.stdout[proc.stdout.index("live at the peak") :]
+    first = re.search(r"┡[^\n]*\n│(\S+)\s*│\s*([\d.]+) MB", table)  # the first row
+    assert first and first.group(1) == "job.py:2" and float(first.group(2)) >= 45, table

@@ -108,8 +108,11 @@ def command(
     snaps = series.snapshots
     if len(snaps) >= 2:
         renderer.diff(compare_snapshots(snaps[0], snaps[-1], top=top))
-    if snaps:
-        renderer.peak(snaps[-1].peak_heap_bytes, snaps[-1].at_peak, top)
+    if series.peak is not None:  # also when the call failed: the peak may say why
+        from memdiag.model.snapshot import PeakSite
+
+        sites = [PeakSite(**site) for site in series.peak.at_peak]
+        renderer.peak(series.peak.peak_bytes, sites, top)
     click.echo(f"snapshots: {len(snaps)} in {out_dir}/ ({', '.join(s.label for s in snaps)})")
     if memray_path and Path(memray_path).exists():
         click.echo(f"flame graph: {flame_graph(memray_path, Path(out_dir) / 'flamegraph.html')}")

@@ -76,9 +76,12 @@ def _sites(records: Any, top: int | None = PEAK_SITES) -> list[dict[str, Any]]:
         stack = record.stack_trace()  # innermost first: (function, file, line)
         if not stack:
             continue
+        inner, caller = _inside_machinery(stack)
+        if caller is not None and caller not in _CALLS_TARGET:
+            continue  # memdiag's own work in the child (its snapshots), not the job's memory
         frames = [[filename, line] for _, filename, line in reversed(stack)]
-        job = next((f for _, f, n in stack if _is_job(f)), None)
-        line = next((n for _, f, n in stack if f == job), stack[0][2])
+        job = next((f for _, f, n in inner if _is_job(f)), None)
+        line = next((n for _, f, n in inner if f == job), stack[0][2])
         site = f"{job or stack[0][1]}:{line}"
         entry = merged.get(site)
         if entry is None:
@@ -101,6 +104,23 @@ _LIBRARY_DIRS = tuple(
     if p
 )
 _MEMDIAG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_MACHINERY = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+# The functions of memdiag's children that call the target: what is allocated under them
+# is the job's; under any other of memdiag's frames, it is memdiag's.
+_CALLS_TARGET = {"call_once", "run_snapshot", "run_leaks", "run_every"}
+
+
+def _inside_machinery(stack: Any) -> tuple[list[Any], str | None]:
+    """Return the frames inside the innermost frame of memdiag's child code, and that
+    frame's function (None when there is none, as on the job's own threads)."""
+    inner: list[Any] = []
+    for frame in stack:
+        if frame[1].startswith(_MACHINERY):
+            return inner, frame[0]
+        inner.append(frame)
+    return inner, None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -21,6 +21,7 @@ from memdiag.analysis.leaks import LeakSettings
 from memdiag.errors import MemdiagError
 from memdiag.measure import tracked_child
 from memdiag.measure.child import MeasurementInterrupted, RunOptions, measure_run
+from memdiag.measure.heap import HeapCapture
 from memdiag.model import Run, Snapshot, load_json, load_snapshot, write_json_atomic
 from memdiag.targets import Target
 
@@ -43,13 +44,15 @@ class LeakPlan:
 class Series:
     """A measured run, its snapshots in order, and what the child found in the live process.
 
-    `partial` when Ctrl-C stopped the iterations early (the snapshots taken are kept).
+    `partial` when Ctrl-C stopped the iterations early (the snapshots taken are kept);
+    `peak`, for `memdiag snapshot`, the heap's high-water mark and what was live there.
     """
 
     run: Run
     snapshots: list[Snapshot]
     evidence: dict[str, Any]
     partial: bool = False
+    peak: HeapCapture | None = None
 
 
 OnSnapshot = Callable[[Snapshot], None]
@@ -93,26 +96,39 @@ def snapshot_target(
     run = _measure(target, params, _options(target, extra, memray_path, native))
     names = ["before.json", *sorted(p.name for p in out.glob("phase-*.json")), "after.json"]
     snaps = [load_snapshot(out / name) for name in names if (out / name).exists()]
-    if snaps and snaps[-1].label == "after":
-        _add_peak(snaps, peak_path, frames, from_memray=not at_phase)
+    peak = _read_peak(peak_path)
+    if peak is not None and snaps and snaps[-1].label == "after":
+        _add_peak(snaps, peak, peak_path, frames, from_memray=not at_phase)
         for name, snap in (("before.json", snaps[0]), ("after.json", snaps[-1])):
             write_json_atomic(out / name, snap.to_dict())
     if not memray_path:
         Path(peak_path).unlink(missing_ok=True)
-    return Series(run, snaps, {})
+    return Series(run, snaps, {}, peak=peak)
 
 
-def _add_peak(snaps: list[Snapshot], capture: str, frames: int, from_memray: bool) -> None:
+def _read_peak(capture: str) -> HeapCapture | None:
+    """Return the peak of memray's capture of the call; None when there is none to read."""
+    from memdiag.measure.heap import read_capture
+
+    try:
+        heap = read_capture(capture)
+    except Exception:  # a capture cut short (the job killed at --timeout) may not be readable
+        return None
+    return heap if heap.peak_bytes is not None else None
+
+
+def _add_peak(
+    snaps: list[Snapshot], heap: HeapCapture, capture: str, frames: int, from_memray: bool
+) -> None:
     """Fill the last snapshot's peak from memray's capture of the call; without tracemalloc,
     its sites too (what the call allocated and still held), and the first one's heap as 0."""
-    from memdiag.measure.heap import live_at_end, read_capture
+    from memdiag.measure.heap import live_at_end
     from memdiag.model.snapshot import PeakSite, SiteStat
 
-    heap = read_capture(capture)
     after = snaps[-1]
     after.peak_heap_bytes = heap.peak_bytes
     after.at_peak = [PeakSite(**row) for row in heap.at_peak]
-    if not from_memray or heap.peak_bytes is None:
+    if not from_memray:
         return
     rows, total = live_at_end(capture)
     after.sites = [
