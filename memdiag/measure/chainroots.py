@@ -63,6 +63,12 @@ def capture_threads() -> None:
     del frame
 
 
+def release_threads() -> None:
+    """Drop the other threads' locals kept by `capture_threads` (once the fork has them)."""
+    _THREAD_VALUES.clear()
+    _THREAD_NAMES.clear()
+
+
 def _excluded_module(name: str) -> bool:
     return name == "__main__" or name.startswith("memdiag.measure")
 

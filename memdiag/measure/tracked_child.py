@@ -138,10 +138,14 @@ def run_every(func: Any, job: Job) -> int:
 
 
 def _write_evidence(job: Job) -> None:
-    from memdiag.measure.chainroots import capture_threads
+    from memdiag.measure.chainroots import capture_threads, release_threads
 
     capture_threads()  # the fork keeps only this thread: other threads' locals are read now
-    _write(Path(job["out"]) / "evidence.json", {**_KIND, **in_fork(lambda: _evidence(job))})
+    try:
+        evidence = in_fork(lambda: _evidence(job))
+    finally:
+        release_threads()
+    _write(Path(job["out"]) / "evidence.json", {**_KIND, **evidence})
 
 
 def _evidence(job: Job) -> dict[str, Any]:
