@@ -1,5 +1,6 @@
-"""Small jobs that leak through the holders users meet: a bus, a closure, a logger,
-an lru_cache, atexit and a thread's stack. Each call leaks one holder of ~300 records."""
+"""Small jobs that leak through the holders users meet: a bus, a closure, a logger, an
+lru_cache, atexit, a thread's stack, weakref finalizers and signal handlers. Each call leaks
+one holder of ~300 records."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import atexit
 import functools
 import logging
 import queue
+import signal
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -132,4 +135,33 @@ def threaded(records: int = 300) -> int:
     for row in _rows("queued", records):
         _WORK.put(row)
     _WORK.join()
+    return records
+
+
+class Session:
+    """Lives for the whole process: its finalizers never run."""
+
+
+SESSION = Session()
+
+
+def _close(rows: list[str]) -> None:
+    pass
+
+
+def finalizers(records: int = 300) -> int:
+    """A finalizer per call on a long-lived object, each holding the call's rows."""
+    weakref.finalize(SESSION, _close, _rows("final", records))
+    return records
+
+
+def _on_signal(previous: Any, rows: list[str], signum: int, frame: Any) -> None:
+    if callable(previous):
+        previous(signum, frame)
+
+
+def signals(records: int = 300) -> int:
+    """A signal handler per call that chains to the previous one, each with its rows."""
+    previous = signal.getsignal(signal.SIGUSR2)
+    signal.signal(signal.SIGUSR2, functools.partial(_on_signal, previous, _rows("sig", records)))
     return records

@@ -29,6 +29,14 @@ CASES = {
     ),
     "exit_hooks": ("registry", r"<atexit callback Exporter\.flush>\.__self__\.rows\[\d+\]"),
     "threaded": ("thread stack", r"kept\[\d+\]"),
+    "finalizers": (
+        "class attribute",
+        r"weakref\.finalize\._registry\[<weakref\.finalize key>\]\.args\[0\]\[\d+\]",
+    ),
+    "signals": (
+        "registry",
+        r"signal\.getsignal\(signal\.SIGUSR2\)(\.args\[0\])*\.args\[1\]\[\d+\]",
+    ),
 }
 
 
