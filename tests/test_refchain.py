@@ -161,3 +161,31 @@ def test_no_chain_says_what_was_searched_and_for_how_long() -> None:
         r"\d+ modules; 0\.\d s",
         lines[0],
     ), lines
+
+
+@pytest.mark.slow
+def test_leaks_names_the_chain_in_a_heap_of_five_million_objects(tmp_path: Path) -> None:
+    (tmp_path / "bigjob.py").write_text(BIG_JOB)
+    out = tmp_path / "leaks.json"
+    proc = memdiag(
+        "leaks",
+        "bigjob.py:listener",
+        "--iterations",
+        "4",
+        "--warmup",
+        "1",
+        "--json",
+        str(out),
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert out.exists(), proc.stdout + proc.stderr
+    types = {t["name"]: t for t in json.loads(out.read_text())["types"]}
+    chain = types["str"]["chain"]
+    assert chain, proc.stdout
+    assert re.fullmatch(
+        r"bigjob\.EVENT_BUS\._handlers\['progress'\]\[\d\]\.__self__\.records\[\d+\]",
+        chain["expression"],
+    )
+    took = re.search(r" in ([\d.]+) s$", chain["found_by"])
+    assert took and float(took.group(1)) < 10, chain["found_by"]
