@@ -105,10 +105,51 @@ def slowdown(repeats: int, tmp: Path) -> list[str]:
     return rows
 
 
+MIGRATE = (
+    f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
+    "import jobs; jobs.migrate_then_free()"
+)
+
+
+def peak_snapshot(repeats: int, tmp: Path) -> list[str]:
+    """`memdiag snapshot` of a migration whose prefetch cache is freed before it returns,
+    beside the bare job and `memray run`: its cost, and the peak's largest holder."""
+    job = f"{Path(__file__).resolve().parent / 'jobs.py'}:migrate_then_free"
+    cases = {
+        "bare": [PY, "-c", MIGRATE],
+        "snapshot": [PY, "-m", "memdiag", "snapshot", job, "--out", str(tmp / "snap")],
+        "memray": [PY, "-m", "memray", "run", "-q", "-f", "-o", str(tmp / "g.bin"), "-c", MIGRATE],
+    }
+    times: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, argv in cases.items():
+            times[name].append(timed(argv))
+    m = {name: statistics.median(values) for name, values in times.items()}
+    after = json.loads((tmp / "snap" / "after.json").read_text())
+    top = after["at_peak"][0] if after["at_peak"] else None
+    holder = "-"
+    if top:
+        site = top["site"].rsplit("/", 1)[-1]
+        calls = [f"{Path(f).name}:{n}" for f, n in top["traceback"] if "memdiag_plugins" in f]
+        holder = f"`{site}` ({top['size_bytes'] / 2**20:.1f} MB, via {' ← '.join(calls[-3:])})"
+    rows = [
+        "| migration `full`, 20,000 items, cache freed before return | median wall | vs bare |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, label in (
+        ("bare", "bare `python -c`"),
+        ("snapshot", "`memdiag snapshot` (before/after + at the peak)"),
+        ("memray", "`memray run`"),
+    ):
+        rows.append(f"| {label} | {m[name]:.2f} s | {m[name] / m['bare']:.1f}x |")
+    return [*rows, "", f"Largest holder at the peak: {holder}."]
+
+
 def run(repeats: int) -> str:
     repeats = max(1, min(repeats, 3))
     with tempfile.TemporaryDirectory() as tmp:
         lines = ["## snapshot, diff, leaks", "", "`python benchmarks/run.py --only snapshot`", ""]
         lines += [*snapshot_and_diff(repeats, Path(tmp)), ""]
         lines += [*slowdown(repeats, Path(tmp)), ""]
+        lines += [*peak_snapshot(repeats, Path(tmp)), ""]
     return "\n".join(lines)

@@ -49,3 +49,14 @@ def line(batch: int = 1, records: int = 200) -> int:
     block[::4096] = b"\x01" * len(range(0, len(block), 4096))
     time.sleep(0.05)
     return records
+
+
+def migrate_then_free(items: int = 20_000) -> int:
+    """The migration engine's `full` variant, its prefetch cache dropped before returning
+    (the job store evicted at once instead of after its TTL): the cache is the peak's
+    largest holder, and nothing of it is left at the end."""
+    from memdiag_plugins import migration
+
+    done = migration.run(items=items, variant="full")
+    migration.JOBS.clear()
+    return done

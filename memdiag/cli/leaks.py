@@ -7,9 +7,15 @@ grew in at least 80% of the calls by at least --min-growth per call (least-squar
 whether in new objects or in one that grows: memdiag's one leak rule (docs/leaks.md).
 Caches that warm up stop growing, and per-call garbage is collected before each snapshot.
 For the leading leaks, the report names the type allocated at the line and the chain of
-references from a module global, class attribute or closure that keeps it alive (a PNG
-too with --out, when graphviz's `dot` is installed). RSS growing faster than the Python
-heap is reported as native growth.
+references that keeps it alive, written as code (`jobs.BUS._handlers['done'][3].__self__.rows`),
+from a module global, class attribute, closure, registry (logger, signal handler, atexit) or
+another thread's stack, and which search found it (a PNG too with --out, when graphviz's
+`dot` is installed). RSS growing faster than the Python heap is reported as native growth.
+
+\b
+A line per iteration shows the time, the ETA and the growth so far (stderr). Ctrl-C stops
+after the current iteration and reports on the snapshots taken, marked partial; a second
+Ctrl-C stops at once.
 
 \b
 --every SECONDS: snapshot a long-running Python target every SECONDS during one call, or
@@ -28,7 +34,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -136,6 +142,7 @@ def command(
 ) -> int:
     from memdiag.analysis.leaks import LeakSettings, find_leaks
     from memdiag.measure.tracked import LeakPlan, leak_series
+    from memdiag.render.progress import LeakProgress
     from memdiag.targets import parse_target
 
     parsed = parse_target(target, external_command(ctx))
@@ -162,8 +169,9 @@ def command(
         keep_dir=out_dir,
         timeout=positive("--timeout", timeout),
     )
-    series = leak_series(parsed, values, plan)
     unit = "iteration" if every is None else "interval"
+    progress = LeakProgress(iterations, unit, quiet=not parsed.is_python)
+    series = leak_series(parsed, values, plan, on_snapshot=progress)
     if not series.snapshots:
         error = series.run.error
         raise MemdiagError(
@@ -171,28 +179,48 @@ def command(
             exit_code=1,
         )
     report = find_leaks(series.snapshots, settings, series.evidence, unit=unit)
-    if series.run.error and series.run.status != "timeout":
+    if series.run.error and series.run.status != "timeout" and not series.partial:
         report.status, report.error = (
             series.run.status,
             f"{series.run.error.type}: {series.run.error.message}",
         )
-    _render(report, json_path, markdown_path)
+    extra = {"partial": series.partial, "chain_search": series.evidence.get("search")}
+    if series.partial:
+        done = max(len(series.snapshots) - 1, 0)
+        click.echo(
+            f"partial: stopped by Ctrl-C after {done} of {iterations} {unit}s; "
+            f"the report covers the {len(series.snapshots)} snapshots taken",
+            err=True,
+        )
+    _render(report, json_path, markdown_path, extra)
     if no_fail:
         return 0
     return 1 if report.found or report.error else 0
 
 
-def _render(report: LeakReport, json_path: str | None, markdown_path: str | None) -> None:
+def _render(
+    report: LeakReport, json_path: str | None, markdown_path: str | None, extra: dict[str, Any]
+) -> None:
+    """Print the report; write it as JSON with `extra` (partial, chain_search) and Markdown."""
     from memdiag.render.leaks_view import LeakMarkdownRenderer, LeakTerminalRenderer
 
-    LeakTerminalRenderer().report(report)
+    searched = extra.get("chain_search")
+    if extra.get("partial"):
+        click.echo(f"PARTIAL: {report.snapshots} snapshots, stopped by Ctrl-C")
+    LeakTerminalRenderer().report(report, searched=searched)
     if json_path:
         from memdiag.model import write_json_atomic
 
-        click.echo(f"json: {write_json_atomic(json_path, report.to_dict())}")
+        data = {**report.to_dict(), **extra}
+        click.echo(f"json: {write_json_atomic(json_path, data)}")
     if markdown_path:
         from pathlib import Path
 
         Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(markdown_path).write_text(LeakMarkdownRenderer().report(report))
+        text = LeakMarkdownRenderer().report(report, searched=searched)
+        if extra.get("partial"):
+            text = text.replace(
+                "# memdiag leaks\n", "# memdiag leaks (partial: stopped by Ctrl-C)\n", 1
+            )
+        Path(markdown_path).write_text(text)
         click.echo(f"markdown: {markdown_path}")

@@ -44,7 +44,9 @@ if TYPE_CHECKING:
     help="Seconds between timeline samples.",
 )
 @click.option(
-    "--heap", is_flag=True, help="Also record the heap's peak (memray, about 1.4x slower)."
+    "--heap",
+    is_flag=True,
+    help="Also record the heap's peak and what was live there (memray, about 1.4x slower).",
 )
 @click.option(
     "--memray",
@@ -140,6 +142,12 @@ def _render(run: Run, json_path: str | None, plot_path: str | None, quiet: bool)
         from memdiag.render.terminal import TerminalRenderer
 
         TerminalRenderer().run(run, phase_peaks(run))
+        if run.at_peak:
+            from memdiag.model.snapshot import PeakSite
+            from memdiag.render.snapshot_view import SnapshotRenderer
+
+            sites = [PeakSite(**site) for site in run.at_peak]
+            SnapshotRenderer().peak(run.peak_heap_bytes, sites)
         for label, path in (("json", json_path), ("plot", plot_path)):
             if path:
                 click.echo(f"{label}: {path}")

@@ -1,12 +1,15 @@
 """memdiag snapshot: before/after snapshots of one run (and their diff), or a process view.
 
 \b
-TARGET runs once in a fresh child with tracemalloc on. Snapshots (JSON) are written to
---out: before.json, after.json, and with --at-phase one per memdiag.probe phase boundary.
-Each holds RSS, USS, the Python heap, the top allocation sites with --frames frames of
-traceback, live objects by type, GC counts, time and phase. The diff after - before is
-printed (`memdiag diff` compares any two). --memray also writes a flame graph (HTML) of
-the allocations alive at the high-water mark.
+TARGET runs once in a fresh child, the call under memray's aggregated capture (about
+1.1-1.4x). Snapshots (JSON) are written to --out: before.json and after.json. Each holds
+RSS, USS, live objects by type, GC counts, time and phase; after.json also the sites the
+call allocated and still held, by the job's own line with --frames frames of traceback,
+and `at_peak`: what was live at the heap's high-water mark, even if freed before the
+call returned. The diff after - before and the peak table are printed (`memdiag diff`
+compares any two snapshots). --at-phase adds a snapshot per memdiag.probe phase boundary,
+with tracemalloc on for the whole call (5-30x slower). --memray also writes a flame graph
+(HTML) of the allocations alive at the high-water mark.
 
 \b
 --pid PID: a process-level view of any process, any language, and its descendants: RSS,
@@ -105,6 +108,11 @@ def command(
     snaps = series.snapshots
     if len(snaps) >= 2:
         renderer.diff(compare_snapshots(snaps[0], snaps[-1], top=top))
+    if series.peak is not None:  # also when the call failed: the peak may say why
+        from memdiag.model.snapshot import PeakSite
+
+        sites = [PeakSite(**site) for site in series.peak.at_peak]
+        renderer.peak(series.peak.peak_bytes, sites, top)
     click.echo(f"snapshots: {len(snaps)} in {out_dir}/ ({', '.join(s.label for s in snaps)})")
     if memray_path and Path(memray_path).exists():
         click.echo(f"flame graph: {flame_graph(memray_path, Path(out_dir) / 'flamegraph.html')}")

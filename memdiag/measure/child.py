@@ -331,6 +331,7 @@ def _build_run(
         timeline=_timeline(outcome.started, outcome.samples, heap.timeline, phases),
         phases=[{"t_s": round(t - outcome.started, 4), "phase": p} for t, p in phases],
         env=collect_env(),
+        at_peak=heap.at_peak,
     )
 
 

@@ -1,46 +1,77 @@
 """Names what leaks, in the live child: the type allocated at a site, and who keeps it alive.
 
 Standard library only. The type comes from `tracemalloc.get_object_traceback` over the live
-objects: those whose allocating line is the leaking site. The chain is the shortest path of
-references from a module's globals to one of those objects, found by a breadth-first walk
-forward from every module (one pass over what is reachable, where walking backwards with
-`gc.get_referrers` would scan the whole heap at every step). Class attributes, closures and
-registries are all reached from some module, and each hop is named as Python would spell it.
+objects: those whose allocating line is the leaking site. The chain of references that keeps
+a sample of them alive is searched two ways, within one time budget:
+
+- backward, from the samples towards a root: `gc.get_referrers` on the whole frontier of
+  every group at once, one scan of the heap per level (a scan per object would cost the heap
+  size per step). Named objects (classes, functions) are resolved by `__module__` and
+  `__qualname__` without a scan: their referrers are every instance.
+- forward, from the roots, breadth first, when the backward search found no root in time:
+  containers only (str, int, bytes and other leaves are never queued).
+
+Roots (`chainroots.py`): module globals, the locals of other threads' frames, signal handlers,
+and, at the top of a backward search, `atexit` callbacks and objects that only C holds.
+Each hop is named as Python would spell it (`chaintext.py`: `.attr`, `['key']`, `[3]`,
+`.__self__`).
 """
 
 from __future__ import annotations
 
 import gc
 import sys
+import time
 import tracemalloc
 import types
 from collections import deque
+from collections.abc import Generator, Iterable
 from typing import Any
 
-from memdiag.measure.snapshot import live_objects, type_name
+from memdiag.measure.chainroots import Root, RootIndex, unregistered_root
+from memdiag.measure.chaintext import describe
+from memdiag.measure.snapshot import type_name
+
+__all__ = ["SAMPLES", "Evidence", "Search", "describe", "find_chains"]
 
 SAMPLES = 20
-# A walk of the whole reachable heap is bounded: beyond this many objects, give up on a chain.
-MAX_WALK = 3_000_000
+# Samples each group starts the backward search from, and the most it keeps per level:
+# get_referrers compares every pointer in the heap with each frontier object.
+START = 4
+WIDTH = 12
+DEPTH = 40
+# Objects that hold no references: never queued by the forward walk.
+LEAVES = (str, bytes, int, float, complex, bool, type(None), bytearray, memoryview, range)
 Site = tuple[str, int]
 
 
 class Evidence:
     """Live objects grouped by allocating line: types per site, sample objects per type."""
 
-    def __init__(self, sites: set[Site], type_names: set[str], grown: set[str]) -> None:
-        """Group the live objects of the `grown` types (tracing must still be on)."""
+    def __init__(
+        self, sites: set[Site], type_names: set[str], grown: set[str], budget_s: float = 30.0
+    ) -> None:
+        """Group the live objects of the `grown` types (tracing must still be on).
+
+        Newest objects first, and only until every site and type has its samples or
+        `budget_s` seconds have passed: under tracemalloc every allocation of the scan is
+        itself traced, and the leaking objects are among the newest.
+        """
         self.site_types: dict[Site, dict[str, int]] = {s: {} for s in sites}
         self.site_samples: dict[Site, list[Any]] = {s: [] for s in sites}
         self.type_sites: dict[str, dict[Site, list[Any]]] = {t: {} for t in type_names}
+        self.scanned = 0
         names: dict[type, str] = {}
-        for obj in live_objects():
-            kind = type(obj)
-            name = names.get(kind) or names.setdefault(kind, type_name(kind))
-            # Only types whose count grew can hold what leaks: the rest need no traceback.
-            raw = _raw_traceback(obj) if name in grown else None
+        deadline = time.perf_counter() + budget_s
+        objects = _newest_first(grown, names)
+        for obj in objects:
+            self.scanned += 1
+            if self.scanned % 4096 == 0 and (self._full() or time.perf_counter() > deadline):
+                break
+            raw = _raw_traceback(obj)
             if not raw:
                 continue
+            name = names[type(obj)]
             site = raw[0]  # the raw form is most recent first: the allocating line
             if site in self.site_types:
                 sizes = self.site_types[site]
@@ -51,6 +82,14 @@ class Evidence:
                 held = self.type_sites[name].setdefault(site, [])
                 if len(held) < SAMPLES:
                     held.append(obj)
+        objects.close()  # its list of every tracked object would be a holder of everything
+
+    def _full(self) -> bool:
+        sites_full = all(len(s) >= SAMPLES for s in self.site_samples.values())
+        types_full = all(
+            any(len(h) >= SAMPLES for h in by_site.values()) for by_site in self.type_sites.values()
+        )
+        return sites_full and types_full
 
     def dominant_type(self, site: Site) -> str | None:
         """Return the type holding the most bytes among the objects allocated at `site`."""
@@ -71,6 +110,50 @@ class Evidence:
         site = max(by_site, key=lambda s: len(by_site[s]))
         return site, by_site[site]
 
+    def containers(self) -> list[Any]:
+        """Return memdiag's own containers of samples: never a holder in a chain."""
+        return [
+            self.site_types,
+            self.site_samples,
+            self.type_sites,
+            *self.site_samples.values(),
+            *self.type_sites.values(),
+            *(held for by_site in self.type_sites.values() for held in by_site.values()),
+        ]
+
+
+def _newest_first(grown: set[str], names: dict[type, str]) -> Generator[Any, None, None]:
+    """Yield the live objects of the `grown` types, newest first, each once.
+
+    The collector's list ends with the newest objects; the untracked ones (str, int,
+    bytes, and tuples of them) come with the tracked objects that refer to them.
+    """
+    tracked = gc.get_objects()
+    seen: set[int] = set()
+
+    def wanted(obj: Any) -> bool:
+        kind = type(obj)
+        name = names.get(kind) or names.setdefault(kind, type_name(kind))
+        return name in grown
+
+    for index in range(len(tracked) - 1, -1, -1):
+        obj = tracked[index]
+        if wanted(obj):
+            yield obj
+        for ref in gc.get_referents(obj):
+            if gc.is_tracked(ref) or id(ref) in seen:
+                continue
+            if type(ref) in (tuple, dict):
+                seen.add(id(ref))
+                inner = [r for r in gc.get_referents(ref) if not gc.is_tracked(r)]
+                for item in inner:
+                    if id(item) not in seen and wanted(item):
+                        seen.add(id(item))
+                        yield item
+            if wanted(ref):
+                seen.add(id(ref))
+                yield ref
+
 
 def _raw_traceback(obj: Any) -> tuple[Site, ...] | None:
     # The raw tuple, without the Traceback and Frame wrappers: this runs for every live
@@ -85,142 +168,243 @@ def _raw_traceback(obj: Any) -> tuple[Site, ...] | None:
 _get_raw = getattr(tracemalloc, "_get_object_traceback", None)
 
 
-def find_paths(groups: dict[str, list[Any]]) -> dict[str, list[Any]]:
-    """Return, per group, [module, its __dict__, ..., target]: the shortest path from a
-    module to any of the group's objects. One walk serves every group; a group whose
-    objects are not reachable from any module has no entry.
+class Search:
+    """One chain search over every group: the paths found, how, and what was searched.
+
+    `paths[group]` is [Root, first held object, ..., sample]; `found_by[group]` says which
+    walk found it and how long the search had run (seconds).
     """
+
+    def __init__(self, budget_s: float, roots: RootIndex, own: Iterable[Any]) -> None:
+        self.started = time.perf_counter()
+        self.deadline = self.started + budget_s
+        self.roots = roots
+        self.own = {id(o) for o in own}
+        self.paths: dict[str, list[Any]] = {}
+        self.found_by: dict[str, str] = {}
+        # Per group, a chain ending at an object nothing tracked refers to: shown only when
+        # no walk reached a root.
+        self.fallback: dict[str, list[Any]] = {}
+        self.levels = 0
+        self.scanned = 0
+        self.walked = 0
+        self.samples = 0
+
+    def elapsed(self) -> float:
+        """Return the seconds since the search started."""
+        return time.perf_counter() - self.started
+
+    def summary(self) -> str:
+        """Return what was searched, for a group with no chain."""
+        return (
+            f"backward search from {self.samples} samples, {self.levels} levels "
+            f"(each a scan of {self.scanned:,} tracked objects); forward walk over "
+            f"{self.walked:,} containers from {len(self.roots.names)} modules; "
+            f"{self.elapsed():.1f} s"
+        )
+
+
+def find_chains(
+    groups: dict[str, list[Any]], budget_s: float = 8.0, own: Iterable[Any] = ()
+) -> Search:
+    """Return the search for a chain from a root to one sample of each group.
+
+    `own` are the caller's containers of samples, never holders. Backward first, then the
+    forward walk for the groups still without a chain, both within `budget_s` seconds.
+    """
+    roots = RootIndex.build()
+    search = Search(budget_s, roots, [groups, *groups.values(), *own])
+    search.scanned = len(gc.get_objects())
+    _backward(search, groups)
+    missing = {g: t for g, t in groups.items() if g not in search.paths and t}
+    if missing and time.perf_counter() < search.deadline:
+        _forward(search, missing)
+    for group, path in search.fallback.items():
+        if group not in search.paths:
+            search.paths[group] = path
+            search.found_by[group] = _how(search, "backward search")
+    return search
+
+
+def _backward(search: Search, groups: dict[str, list[Any]]) -> None:
+    """Search from the samples towards the roots, every group's frontier in one scan a level.
+
+    Per group: `objs` maps id to object (the only container of them, left out of the
+    referrers), `towards[group][id]` the id of the next object on the way to the sample.
+    """
+    objs: dict[int, Any] = {}
+    towards: dict[str, dict[int, int | None]] = {g: {} for g in groups}
+    frontier: dict[str, list[int]] = {}
+    search.own.update({id(objs), id(towards), id(frontier)})
+    for group, samples in groups.items():
+        for sample in samples[:START]:
+            objs[id(sample)] = sample
+            towards[group][id(sample)] = None
+        frontier[group] = [id(s) for s in samples[:START]]
+        search.samples += len(frontier[group])
+    tops: dict[str, list[int]] = {g: [] for g in groups}  # objects nothing tracked refers to
+    while any(frontier.values()) and search.levels < DEPTH:
+        if time.perf_counter() > search.deadline:
+            break
+        for group in list(frontier):
+            frontier[group] = [
+                i for i in frontier[group] if not _ends(search, group, i, objs, towards)
+            ]
+        ids = sorted({i for f in frontier.values() for i in f})
+        if not ids:
+            break
+        wanted = tuple(objs[i] for i in ids)
+        search.own.add(id(wanted))
+        referrers = gc.get_referrers(*wanted)
+        search.levels += 1
+        held = _held_by(search, referrers, set(ids))
+        search.own.discard(id(wanted))
+        referrers.clear()  # emptied, not only dropped: a name left bound must hold nothing
+        del wanted
+        for group in list(frontier):
+            following: list[int] = []
+            for i in frontier[group]:
+                holders = held.get(i, [])
+                if not holders:
+                    tops[group].append(i)
+                for holder in holders:
+                    hid = id(holder)
+                    if hid in towards[group] or len(following) >= WIDTH:
+                        continue
+                    objs[hid] = holder
+                    towards[group][hid] = i
+                    following.append(hid)
+            frontier[group] = following
+            if group in search.paths:
+                frontier[group] = []
+        for holders in held.values():
+            holders.clear()
+        del held
+    for group, ends in tops.items():
+        if group in search.paths:
+            continue
+        for i in ends[:WIDTH]:
+            root = unregistered_root(objs[i])
+            path = _unwind(root, i, towards[group], objs)
+            if root.kind != "unreachable":
+                search.paths[group] = path
+                search.found_by[group] = _how(search, "backward search")
+                break
+            search.fallback.setdefault(group, path)
+
+
+def _ends(
+    search: Search, group: str, i: int, objs: dict[int, Any], towards: dict[str, dict[int, Any]]
+) -> bool:
+    """Record the path when object `i` is a root or a named object; True to stop there."""
+    if group in search.paths:
+        return True
+    obj = objs[i]
+    root = search.roots.root_of(obj)
+    if root is None:
+        return False
+    search.paths[group] = _unwind(root, i, towards[group], objs)
+    search.found_by[group] = _how(search, "backward search")
+    return True
+
+
+def _how(search: Search, walk: str) -> str:
+    if walk == "backward search":
+        return f"backward search from {search.samples} samples in {search.elapsed():.1f} s"
+    return f"forward walk from modules in {search.elapsed():.1f} s"
+
+
+def _held_by(search: Search, referrers: list[Any], wanted: set[int]) -> dict[int, list[Any]]:
+    """Return, per wanted id, the referrers that hold it (not memdiag's, not as a type)."""
+    held: dict[int, list[Any]] = {}
+    own_frames = _own_frames()
+    for holder in referrers:
+        hid = id(holder)
+        if hid in search.own or hid in own_frames or search.roots.is_excluded(holder):
+            continue
+        if isinstance(holder, types.FrameType) and holder.f_code.co_filename.startswith(_OWN):
+            continue
+        hits = {id(r) for r in gc.get_referents(holder)} & wanted
+        hits.discard(id(type(holder)))  # an instance refers to its class: that holds nothing
+        for hit in hits:
+            held.setdefault(hit, []).append(holder)
+    return held
+
+
+def _own_frames() -> set[int]:
+    frames: set[int] = set()
+    frame: types.FrameType | None = sys._getframe()
+    while frame is not None:
+        frames.add(id(frame))
+        frame = frame.f_back
+    return frames
+
+
+_OWN = __file__.rsplit("/", 1)[0]
+
+
+def _unwind(
+    root: Root, start: int, towards: dict[int, int | None], objs: dict[int, Any]
+) -> list[Any]:
+    """Return [root, *objects from `start` down to the sample]."""
+    path: list[Any] = [root, *root.prefix]
+    node: int | None = start
+    while node is not None:
+        if not (path[-1:] and path[-1] is objs[node]):
+            path.append(objs[node])
+        node = towards[node]
+    return path
+
+
+def _forward(search: Search, groups: dict[str, list[Any]]) -> None:
+    """Breadth first from every root over containers only, until each group has a path."""
     wanted: dict[int, list[str]] = {}
     for group, targets in groups.items():
         for target in targets:
             wanted.setdefault(id(target), []).append(group)
-    paths: dict[str, list[Any]] = {}
     parent: dict[int, int | None] = {}
     seen: dict[int, Any] = {}
+    starts: dict[int, Root] = {}
     queue: deque[Any] = deque()
-    for name, module in list(sys.modules.items()):
-        namespace = getattr(module, "__dict__", None)
-        if namespace is None:
+    search.own.update({id(parent), id(seen), id(queue), id(wanted)})
+    for root, first in search.roots.starts():
+        if id(first) in seen:
             continue
-        if name == "__main__" or name.startswith("memdiag.measure"):
-            # memdiag's own child modules hold the samples being looked for: never walked.
-            seen[id(namespace)], parent[id(namespace)] = namespace, None
-            continue
-        seen[id(module)], parent[id(module)] = module, None
-        if id(namespace) not in seen:
-            seen[id(namespace)], parent[id(namespace)] = namespace, id(module)
-            queue.append(namespace)
-    while queue and len(seen) < MAX_WALK and len(paths) < len(groups):
+        seen[id(first)], parent[id(first)], starts[id(first)] = first, None, root
+        queue.append(first)
+    found = 0
+    while queue and found < len(groups):
+        if search.walked % 4096 == 0 and time.perf_counter() > search.deadline:
+            break
         obj = queue.popleft()
+        search.walked += 1
         for ref in gc.get_referents(obj):
             rid = id(ref)
-            if rid in seen or isinstance(ref, types.FrameType | types.ModuleType):
+            if (
+                rid in seen
+                or rid in search.own
+                or isinstance(ref, types.FrameType | types.ModuleType)
+            ):
                 continue
             seen[rid], parent[rid] = ref, id(obj)
             for group in wanted.get(rid, ()):
-                paths.setdefault(group, _unwind(rid, parent, seen))
-            queue.append(ref)
-    return paths
+                if group not in search.paths:
+                    search.paths[group] = _forward_path(rid, parent, seen, starts)
+                    search.found_by[group] = _how(search, "forward walk")
+                    found += 1
+            if not isinstance(ref, LEAVES):
+                queue.append(ref)
 
 
-def _unwind(rid: int, parent: dict[int, int | None], seen: dict[int, Any]) -> list[Any]:
+def _forward_path(
+    rid: int, parent: dict[int, int | None], seen: dict[int, Any], starts: dict[int, Root]
+) -> list[Any]:
     path = []
     node: int | None = rid
+    last = rid
     while node is not None:
         path.append(seen[node])
+        last = node
         node = parent[node]
-    return path[::-1]
-
-
-def _hop(parent: Any, child: Any, owner: Any = None) -> str | None:
-    """Return how `parent` refers to `child` (`.name`, `[3]`, `['key']`), None to fold it.
-
-    `owner` is the object before `parent` on the path: when `parent` is its namespace (a
-    module's, a class's or an instance's `__dict__`), keys are attribute names.
-    """
-    if isinstance(parent, dict):
-        namespace = isinstance(owner, types.ModuleType | type) or _namespace_of(owner, parent)
-        for key, value in parent.items():
-            if value is child:
-                return f".{key}" if namespace and isinstance(key, str) else f"[{key!r}]"
-        return "<a key>"
-    if isinstance(parent, list | tuple):
-        for index, value in enumerate(parent):
-            if value is child:
-                return None if isinstance(parent, tuple) and _is_closure(parent) else f"[{index}]"
-    if isinstance(parent, set | frozenset):
-        return "{...}"
-    if isinstance(parent, types.CellType):
-        return None
-    if isinstance(parent, types.FunctionType):
-        return None if child is parent.__closure__ else f"<{_attribute(parent, child)}>"
-    if isinstance(parent, type) and any(r is child for r in gc.get_referents(parent.__dict__)):
-        return None  # a class's namespace (behind its mappingproxy): the next hop names it
-    if child is getattr(parent, "__dict__", None):
-        return None  # an instance's or a class's namespace: the next hop names the attribute
-    return f".{_attribute(parent, child)}"
-
-
-def _namespace_of(owner: Any, mapping: dict[Any, Any]) -> bool:
-    try:
-        return owner is not None and getattr(owner, "__dict__", None) is mapping
-    except Exception:  # a foreign object's __dict__ may raise anything
-        return False
-
-
-def _is_closure(value: tuple[Any, ...]) -> bool:
-    return bool(value) and all(isinstance(v, types.CellType) for v in value)
-
-
-def _attribute(parent: Any, child: Any) -> str:
-    # Python 3.11+ instances keep their attributes inline: the referent is the value itself.
-    for name, value in getattr(parent, "__dict__", {}).items():
-        if value is child:
-            return str(name)
-    for name in dir(type(parent)):
-        try:
-            if getattr(parent, name) is child:
-                return name
-        except Exception:  # a property may raise anything; it is simply not the one
-            continue
-    return "?"
-
-
-def _closure_names(path: list[Any]) -> dict[int, str]:
-    """Return, for the cells on `path`, the free-variable name each one holds."""
-    names: dict[int, str] = {}
-    for function in path:
-        if isinstance(function, types.FunctionType) and function.__closure__:
-            free = function.__code__.co_freevars
-            names.update((id(c), n) for n, c in zip(free, function.__closure__, strict=False))
-    return names
-
-
-def describe(path: list[Any]) -> dict[str, Any]:
-    """Return the chain as JSON: the root's kind and name, an expression, and each hop."""
-    module = path[0]
-    expression = getattr(module, "__name__", "?")
-    cells = _closure_names(path)
-    hops = [{"via": expression, "type": "module"}]
-    kind = "class attribute" if len(path) > 3 and isinstance(path[2], type) else "module global"
-    for owner, parent, child in zip(path, path[1:], path[2:], strict=False):
-        via = _hop(parent, child, owner)
-        if isinstance(child, types.CellType):
-            via, kind = f"<closure {cells.get(id(child), '?')}>", "closure"
-        if via is None:
-            continue
-        expression += via
-        hops.append({"via": via, "type": type_name(type(child)), "items": _items(child)})
-    if kind == "module global" and len(hops) > 2 and hops[1]["type"] in _REGISTRY_TYPES:
-        kind = "registry"
-    return {"root": kind, "expression": expression, "hops": hops}
-
-
-_REGISTRY_TYPES = {"list", "dict", "set", "collections.deque", "collections.OrderedDict"}
-
-
-def _items(obj: Any) -> int | None:
-    try:
-        return len(obj)
-    except Exception:  # len() of a foreign object may raise anything
-        return None
+    root = starts[last]
+    return [root, *root.prefix, *[p for p in path[::-1] if not any(p is q for q in root.prefix)]]

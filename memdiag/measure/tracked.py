@@ -8,7 +8,11 @@ outside, their RSS every interval. Every function returns the Run and the snapsh
 from __future__ import annotations
 
 import shutil
+import signal
+import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,8 @@ from memdiag.analysis.leaks import LeakSettings
 from memdiag.errors import MemdiagError
 from memdiag.measure import tracked_child
 from memdiag.measure.child import MeasurementInterrupted, RunOptions, measure_run
-from memdiag.model import Run, Snapshot, load_json, load_snapshot
+from memdiag.measure.heap import HeapCapture
+from memdiag.model import Run, Snapshot, load_json, load_snapshot, write_json_atomic
 from memdiag.targets import Target
 
 
@@ -37,11 +42,20 @@ class LeakPlan:
 
 @dataclass
 class Series:
-    """A measured run, its snapshots in order, and what the child found in the live process."""
+    """A measured run, its snapshots in order, and what the child found in the live process.
+
+    `partial` when Ctrl-C stopped the iterations early (the snapshots taken are kept);
+    `peak`, for `memdiag snapshot`, the heap's high-water mark and what was live there.
+    """
 
     run: Run
     snapshots: list[Snapshot]
     evidence: dict[str, Any]
+    partial: bool = False
+    peak: HeapCapture | None = None
+
+
+OnSnapshot = Callable[[Snapshot], None]
 
 
 def _measure(target: Target, params: dict[str, Any], options: RunOptions) -> Run:
@@ -67,21 +81,88 @@ def snapshot_target(
     out.mkdir(parents=True, exist_ok=True)
     for old in [*out.glob("phase-*.json"), out / "before.json", out / "after.json"]:
         old.unlink(missing_ok=True)  # a previous run's phases must not mix with this one's
-    extra = {"mode": "snapshot", "out": str(out), "frames": frames, "at_phase": at_phase}
+    # memray's capture of the call gives what was live at the peak, and the sites still
+    # live after it; tracemalloc (5-30x) only for the phase snapshots, which need its sites.
+    # With --memray the run's full capture is that capture: memray runs one at a time.
+    peak_path = memray_path or str(out / "peak.memray")
+    extra = {
+        "mode": "snapshot",
+        "out": str(out),
+        "frames": frames,
+        "at_phase": at_phase,
+        "tracemalloc": at_phase,
+        "peak_path": None if memray_path else peak_path,
+    }
     run = _measure(target, params, _options(target, extra, memray_path, native))
     names = ["before.json", *sorted(p.name for p in out.glob("phase-*.json")), "after.json"]
     snaps = [load_snapshot(out / name) for name in names if (out / name).exists()]
-    return Series(run, snaps, {})
+    peak = _read_peak(peak_path)
+    if peak is not None and snaps and snaps[-1].label == "after":
+        _add_peak(snaps, peak, peak_path, frames, from_memray=not at_phase)
+        for name, snap in (("before.json", snaps[0]), ("after.json", snaps[-1])):
+            write_json_atomic(out / name, snap.to_dict())
+    if not memray_path:
+        Path(peak_path).unlink(missing_ok=True)
+    return Series(run, snaps, {}, peak=peak)
 
 
-def leak_series(target: Target, params: dict[str, Any], plan: LeakPlan) -> Series:
-    """Return the snapshots after each iteration (or interval) and the child's evidence."""
+def _read_peak(capture: str) -> HeapCapture | None:
+    """Return the peak of memray's capture of the call; None when there is none to read."""
+    from memdiag.measure.heap import read_capture
+
+    try:
+        heap = read_capture(capture)
+    except Exception:  # a capture cut short (the job killed at --timeout) may not be readable
+        return None
+    return heap if heap.peak_bytes is not None else None
+
+
+def _add_peak(
+    snaps: list[Snapshot], heap: HeapCapture, capture: str, frames: int, from_memray: bool
+) -> None:
+    """Fill the last snapshot's peak from memray's capture of the call; without tracemalloc,
+    its sites too (what the call allocated and still held), and the first one's heap as 0."""
+    from memdiag.measure.heap import live_at_end
+    from memdiag.model.snapshot import PeakSite, SiteStat
+
+    after = snaps[-1]
+    after.peak_heap_bytes = heap.peak_bytes
+    after.at_peak = [PeakSite(**row) for row in heap.at_peak]
+    if not from_memray:
+        return
+    rows, total = live_at_end(capture)
+    after.sites = [
+        SiteStat(_up_to_site(r["traceback"], r["site"])[-frames:], r["size_bytes"], r["count"])
+        for r in rows
+    ]
+    after.heap_bytes, snaps[0].heap_bytes = total, 0
+
+
+def _up_to_site(traceback: list[list[Any]], site: str) -> list[list[Any]]:
+    """Return `traceback` (oldest frame first) ending at the job's frame `site`."""
+    for index in range(len(traceback) - 1, -1, -1):
+        filename, line = traceback[index]
+        if f"{filename}:{line}" == site:
+            return traceback[: index + 1]
+    return traceback
+
+
+def leak_series(
+    target: Target, params: dict[str, Any], plan: LeakPlan, on_snapshot: OnSnapshot | None = None
+) -> Series:
+    """Return the snapshots after each iteration (or interval) and the child's evidence.
+
+    `on_snapshot` is called with each snapshot as the child writes it. The first Ctrl-C
+    stops the iterations after the current one (the series is then `partial`); a second
+    one stops the child at once.
+    """
     if not target.is_python:
         return _command_series(target, params, plan)
     work = Path(plan.keep_dir or tempfile.mkdtemp(prefix="memdiag-leaks-")).resolve()
     work.mkdir(parents=True, exist_ok=True)
     for old in work.glob("iter-*.json"):
         old.unlink()
+    (work / tracked_child.STOP_FILE).unlink(missing_ok=True)
     extra = {
         "mode": "every" if plan.every else "leaks",
         "out": str(work),
@@ -93,15 +174,89 @@ def leak_series(target: Target, params: dict[str, Any], plan: LeakPlan) -> Serie
         "graphs_dir": plan.graphs_dir and str(Path(plan.graphs_dir).resolve()),
         "target": target.text,
     }
+    watcher = SnapshotWatcher(work, on_snapshot)
+    # Per call, the child can stop between two calls; with --every there is one call, which
+    # Ctrl-C stops at once (the snapshots taken are kept either way).
+    interrupt = StopOnInterrupt(work / tracked_child.STOP_FILE, enabled=not plan.every)
     try:
-        run = _measure(target, params, _options(target, extra, timeout=plan.timeout))
+        with watcher, interrupt:
+            run = _measure(target, params, _options(target, extra, timeout=plan.timeout))
         snaps = [load_snapshot(p) for p in sorted(work.glob("iter-*.json"))]
         evidence_path = work / "evidence.json"
         evidence = load_json(evidence_path, ("evidence",)) if evidence_path.exists() else {}
     finally:
         if plan.keep_dir is None:
             shutil.rmtree(work, ignore_errors=True)
-    return Series(run, snaps, evidence)
+    stopped = interrupt.requested or (plan.every is not None and run.status == "killed")
+    return Series(run, snaps, evidence, partial=stopped)
+
+
+class SnapshotWatcher:
+    """Calls `on_snapshot` with each `iter-*.json` the child writes into `work`, in order,
+    from a thread that polls the directory (the child writes each file atomically)."""
+
+    def __init__(self, work: Path, on_snapshot: OnSnapshot | None, every_s: float = 0.25):
+        self.work, self.on_snapshot, self.every_s = work, on_snapshot, every_s
+        self.seen: set[str] = set()
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._poll, name="snapshot-watcher", daemon=True)
+
+    def __enter__(self) -> SnapshotWatcher:
+        if self.on_snapshot is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        if self.thread.is_alive():
+            self.thread.join()
+            self._scan()  # the last snapshots, written after the last poll
+
+    def _poll(self) -> None:
+        while not self.done.wait(self.every_s):
+            self._scan()
+
+    def _scan(self) -> None:
+        assert self.on_snapshot is not None
+        for path in sorted(self.work.glob("iter-*.json")):
+            if path.name in self.seen:
+                continue
+            self.seen.add(path.name)
+            try:
+                self.on_snapshot(load_snapshot(path))
+            except MemdiagError:
+                self.seen.discard(path.name)  # read as it was replaced: next poll
+
+
+class StopOnInterrupt:
+    """The first Ctrl-C writes `stop_file` (the child stops after its current iteration);
+    the next one raises KeyboardInterrupt, which stops the child at once."""
+
+    def __init__(self, stop_file: Path, enabled: bool = True) -> None:
+        self.stop_file = stop_file
+        self.enabled = enabled
+        self.requested = False
+        self.previous: Any = None
+
+    def __enter__(self) -> StopOnInterrupt:
+        if self.enabled and threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.stop_file.write_text("stop\n")
+        print(
+            "memdiag leaks: stopping after the current iteration (Ctrl-C again to stop now)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _options(

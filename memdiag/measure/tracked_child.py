@@ -5,14 +5,16 @@ Run through memdiag's launcher as `python -m memdiag.measure.tracked_child SPEC.
 `spec["extra"]` says what to do:
 
 - `mode: "snapshot"`: snapshot before the call, at each probe phase boundary (`at_phase`),
-  after it;
+  after it; with `peak_path`, the call alone under memray's aggregated capture (what was
+  live at the peak); with `tracemalloc: false`, no tracemalloc (sites then come from memray);
 - `mode: "leaks"`: call the target `iterations` times, snapshot after each; then, in the
   still-live process, name the type allocated at each leaking site and the chain of
   references that keeps the leading leaking types alive;
 - `mode: "every"`: call it once, snapshot every `every` seconds while it runs.
 
 Each snapshot is written to `out` at once and dropped: a list of snapshots kept here would
-itself grow every iteration. Standard library only, but objgraph for `graphs_dir`.
+itself grow every iteration. Standard library only, but objgraph for `graphs_dir` and memray
+for `peak_path`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from memdiag.measure.snapshot import capture, in_fork
 from memdiag.model import SCHEMA_VERSION
 
 Job = dict[str, Any]
+# Written into `out` by memdiag on Ctrl-C: stop after the current iteration.
+STOP_FILE = "stop"
 
 
 def _save(job: Job, name: str, label: str, phase: str | None = None) -> None:
@@ -62,16 +66,35 @@ def run_snapshot(func: Any, job: Job) -> int:
         slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(name))
         _save(job, f"phase-{boundaries[0]:02d}-{slug}.json", f"phase {name}", name)
 
+    # Started before the first snapshot: what memray loads as it starts is not the job's.
+    tracker = _peak_tracker(job.get("peak_path"))
     _save(job, "before.json", "before")
     if job.get("at_phase"):
         probe.phase_hooks.append(on_phase)
     try:
         returned = func(**job["params"])
     finally:
+        if tracker is not None:
+            tracker.__exit__(None, None, None)
         if on_phase in probe.phase_hooks:
             probe.phase_hooks.remove(on_phase)
     _save(job, "after.json", "after")
     return _records(returned)
+
+
+def _peak_tracker(path: str | None) -> Any:
+    """Return a started memray aggregated capture of the call alone, None without `path`.
+
+    It keeps the high-water mark and what was live there, at about 1.1-1.4x the job's time.
+    """
+    if not path:
+        return None
+    import memray
+
+    Path(path).unlink(missing_ok=True)  # memray refuses to overwrite
+    tracker = memray.Tracker(path, file_format=memray.FileFormat.AGGREGATED_ALLOCATIONS)
+    tracker.__enter__()
+    return tracker
 
 
 def run_leaks(func: Any, job: Job) -> int:
@@ -86,7 +109,9 @@ def run_leaks(func: Any, job: Job) -> int:
         records += _records(func(**params))
         del params
         _save(job, f"iter-{i:03d}.json", f"iteration {i}")
-    _write(Path(job["out"]) / "evidence.json", {**_KIND, **in_fork(lambda: _evidence(job))})
+        if (Path(job["out"]) / STOP_FILE).exists():
+            break  # Ctrl-C in memdiag: report on the snapshots taken so far
+    _write_evidence(job)
     return records
 
 
@@ -108,8 +133,19 @@ def run_every(func: Any, job: Job) -> int:
     finally:
         done.set()
         watcher.join()
-    _write(Path(job["out"]) / "evidence.json", {**_KIND, **in_fork(lambda: _evidence(job))})
+    _write_evidence(job)
     return records
+
+
+def _write_evidence(job: Job) -> None:
+    from memdiag.measure.chainroots import capture_threads, release_threads
+
+    capture_threads()  # the fork keeps only this thread: other threads' locals are read now
+    try:
+        evidence = in_fork(lambda: _evidence(job))
+    finally:
+        release_threads()
+    _write(Path(job["out"]) / "evidence.json", {**_KIND, **evidence})
 
 
 def _evidence(job: Job) -> dict[str, Any]:
@@ -143,18 +179,18 @@ def _evidence(job: Job) -> dict[str, Any]:
             origins[leak.name], groups[f"type-{index + 1}"] = None, _largest(leak.name, grown)
         else:
             origins[leak.name], groups[f"type-{index + 1}"] = found.type_samples(leak.name, sites)
-    walked = refchain.find_paths(groups)
-    evidence: dict[str, Any] = {"sites": {}, "types": {}}
+    search = refchain.find_chains(groups, job.get("chain_budget_s", 8.0), found.containers())
+    evidence: dict[str, Any] = {"sites": {}, "types": {}, "search": search.summary()}
     for index, site in enumerate(sites):
         evidence["sites"][f"{site[0]}:{site[1]}"] = {
             "type": found.dominant_type(site),
-            "chain": _chain(walked.get(f"site-{index + 1}"), job, f"site-{index + 1}"),
+            "chain": _chain(search, job, f"site-{index + 1}"),
         }
     for index, name in enumerate(names):
         origin = origins[name]
         evidence["types"][name] = {
             "site": f"{origin[0]}:{origin[1]}" if origin else None,
-            "chain": _chain(walked.get(f"type-{index + 1}"), job, f"type-{index + 1}"),
+            "chain": _chain(search, job, f"type-{index + 1}"),
         }
     return evidence
 
@@ -185,15 +221,17 @@ def _site(key: str) -> tuple[str, int]:
     return filename, int(line)
 
 
-def _chain(path: list[Any] | None, job: Job, stem: str) -> dict[str, Any] | None:
+def _chain(search: Any, job: Job, stem: str) -> dict[str, Any] | None:
     from memdiag.measure import refchain
 
+    path = search.paths.get(stem)
     if path is None:
         return None
     chain = refchain.describe(path)
+    chain["found_by"] = search.found_by.get(stem)
     graphs = job.get("graphs_dir")
     if graphs:
-        chain["png"] = _draw(path, Path(graphs) / f"chain-{stem}.png")
+        chain["png"] = _draw(path[1:], Path(graphs) / f"chain-{stem}.png")
     return chain
 
 
@@ -241,7 +279,8 @@ MODES = {"snapshot": run_snapshot, "leaks": run_leaks, "every": run_every}
 def run_tracked(func: Any, spec: dict[str, Any]) -> int:
     """Run the mode `spec["extra"]` names under tracemalloc, started after the imports."""
     job: Job = {**spec["extra"], "params": spec["params"]}
-    tracemalloc.start(job.get("frames", 8))
+    if job.get("tracemalloc", True):
+        tracemalloc.start(job.get("frames", 8))
     try:
         return MODES[job["mode"]](func, job)
     finally:

@@ -69,6 +69,9 @@ class Run:
     timeline: list[Sample] = field(default_factory=list)
     phases: list[dict[str, Any]] = field(default_factory=list)
     env: dict[str, Any] = field(default_factory=dict)
+    # With heap tracking: what was live at the heap's peak, by the job's line, largest
+    # first ([{site, traceback, size_bytes, count}], from memray's high-water-mark records).
+    at_peak: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

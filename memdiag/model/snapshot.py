@@ -38,6 +38,21 @@ class TypeStat:
     size_bytes: int
 
 
+@dataclass(frozen=True)
+class PeakSite:
+    """Memory live at the process's high-water mark, by the job's line (memray's records).
+
+    `site` is `file:line` of the innermost frame in the job's own code; `traceback` is
+    [[filename, lineno], ...] from the oldest frame to the allocating one; `count` is the
+    number of live allocations.
+    """
+
+    site: str
+    traceback: list[list[Any]]
+    size_bytes: int
+    count: int
+
+
 @dataclass
 class Snapshot:
     """What one process held at one moment: process memory, Python heap, sites, types.
@@ -65,6 +80,10 @@ class Snapshot:
     processes: list[dict[str, Any]] = field(default_factory=list)
     sites: list[SiteStat] = field(default_factory=list)
     types: list[TypeStat] = field(default_factory=list)
+    # On the last snapshot of `memdiag snapshot`: the heap's high-water mark during the call
+    # (memray) and what was live there, largest first.
+    peak_heap_bytes: int | None = None
+    at_peak: list[PeakSite] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form, with `schema_version` and `kind: "snapshot"` first."""
@@ -76,6 +95,7 @@ class Snapshot:
         values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         values["sites"] = [SiteStat(**s) for s in values.get("sites", [])]
         values["types"] = [TypeStat(**t) for t in values.get("types", [])]
+        values["at_peak"] = [PeakSite(**p) for p in values.get("at_peak", [])]
         return cls(**values)
 
 

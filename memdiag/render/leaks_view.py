@@ -31,14 +31,24 @@ class LeakView:
     native: list[str]
 
 
-def chain_lines(chain: dict[str, Any] | None) -> list[str]:
-    """Return a reference chain as lines: root kind and expression, then one hop per line."""
+def chain_lines(chain: dict[str, Any] | None, searched: str | None = None) -> list[str]:
+    """Return a reference chain as lines: root kind and expression, then one hop per line,
+    then which walk found it. With no chain: what was searched, when that is known."""
     if not chain:
+        if searched:
+            return [f"no chain to a root found; searched: {searched}"]
         return ["no chain from a module global found (held from a frame or a C structure?)"]
     lines = [f"held by {chain['root']}: {chain['expression']}"]
+    if chain.get("where"):
+        lines.append(f"  ({chain['where']})")
     for hop in chain["hops"][1:]:
         items = f", {hop['items']:,} items" if hop.get("items") is not None else ""
-        lines.append(f"  {hop['via']}  ({hop['type']}{items})")
+        if hop["type"] in ("str", "bytes"):
+            items = ""  # a string's length is not what holds memory here
+        note = f", closure variable {hop['closure variable']}" if "closure variable" in hop else ""
+        lines.append(f"  {hop['via']}  ({hop['type']}{items}{note})")
+    if chain.get("found_by"):
+        lines.append(f"found by: {chain['found_by']}")
     if chain.get("png"):
         lines.append(f"graph: {chain['png']}")
     return lines
@@ -64,8 +74,8 @@ def native_lines(native: NativeGrowth | None, report: LeakReport) -> list[str]:
     ]
 
 
-def leak_view(report: LeakReport, frames: int = 4) -> LeakView:
-    """Return the formatted view of `report`."""
+def leak_view(report: LeakReport, frames: int = 4, searched: str | None = None) -> LeakView:
+    """Return the formatted view of `report`; `searched` says what the chain search covered."""
     unit = report.unit
     if report.error:
         headline = f"the target failed: {report.error}"
@@ -112,7 +122,7 @@ def leak_view(report: LeakReport, frames: int = 4) -> LeakView:
                 site_text([list(t.site.rsplit(":", 1))]) if t.site else "-",
             ]
         )
-        chains.append([f"{t.name}:", *chain_lines(t.chain)])
+        chains.append([f"{t.name}:", *chain_lines(t.chain, searched)])
     return LeakView(
         headline,
         summary,
@@ -130,8 +140,8 @@ class LeakTerminalRenderer:
     def __init__(self, console: Console | None = None) -> None:
         self.console = console or make_console()
 
-    def report(self, report: LeakReport) -> None:
-        view = leak_view(report)
+    def report(self, report: LeakReport, searched: str | None = None) -> None:
+        view = leak_view(report, searched=searched)
         for label, text in view.summary:
             self.console.print(f"[dim]{label:>12}[/]  {text}")
         style = "red" if report.found or report.error else "green"
@@ -161,8 +171,8 @@ class LeakTerminalRenderer:
 class LeakMarkdownRenderer:
     """Returns a leak report as Markdown."""
 
-    def report(self, report: LeakReport) -> str:
-        view = leak_view(report)
+    def report(self, report: LeakReport, searched: str | None = None) -> str:
+        view = leak_view(report, searched=searched)
         out = ["# memdiag leaks", ""]
         out += [f"- **{label}**: {text}" for label, text in view.summary]
         out += ["", f"**{view.headline}**", ""]

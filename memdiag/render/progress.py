@@ -1,7 +1,8 @@
-"""The sweep's progress bar: current configuration, runs done, elapsed time and ETA."""
+"""Progress: the sweep's bar (configuration, runs done, ETA) and leaks' line per iteration."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -16,8 +17,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from memdiag.model import Run
+from memdiag.model import Run, Snapshot
 from memdiag.render.sweep_view import params_text
+from memdiag.units import format_size
 
 
 class SweepProgress:
@@ -68,3 +70,60 @@ class SweepProgress:
             reason = f"  {run.error.type}: {run.error.message}" if run.error else ""
             self.progress.console.print(f"[red]{run.status}[/] {label}{reason[:160]}")
         self.progress.update(self.task, advance=1, description=" | ".join(self.running) or "done")
+
+
+class LeakProgress:
+    """One line per snapshot of `memdiag leaks` on stderr: the iteration, time taken, ETA
+    and the growth since the first snapshot (RSS and Python heap). Plain lines, so a log
+    of a CI job reads the same as a terminal."""
+
+    def __init__(self, total: int, unit: str = "iteration", quiet: bool = False) -> None:
+        self.total, self.unit, self.quiet = total, unit, quiet
+        self.first: Snapshot | None = None
+        self.done = 0
+
+    def __call__(self, snap: Snapshot) -> None:
+        if self.first is None:
+            self.first = snap
+            if not self.quiet:
+                _say(
+                    f"{self.unit} 0/{self.total}: RSS {format_size(snap.rss_bytes)}, "
+                    f"Python heap {format_size(snap.heap_bytes)}"
+                )
+            return
+        self.done += 1
+        if not self.quiet:
+            _say(self.line(snap))
+
+    def line(self, snap: Snapshot) -> str:
+        """Return the progress line for `snap` (the n-th after the first)."""
+        assert self.first is not None
+        done = self.done
+        # The child's own clock: the time between the snapshots, not between two polls.
+        elapsed = snap.time_s - self.first.time_s
+        each = elapsed / max(done, 1)
+        left = max(self.total - done, 0)
+        eta = f"ETA {_duration(each * left)}" if left else "analysing"
+        rss = snap.rss_bytes - self.first.rss_bytes
+        growth = f"RSS {_signed(rss)}"
+        if snap.heap_bytes is not None and self.first.heap_bytes is not None:
+            growth += f", Python heap {_signed(snap.heap_bytes - self.first.heap_bytes)}"
+        return (
+            f"{self.unit} {done}/{self.total}  {_duration(elapsed)} ({_duration(each)} each)  "
+            f"{eta}  growth so far: {growth}"
+        )
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
+def _signed(size: int) -> str:
+    return ("+" if size > 0 else "-" if size < 0 else "") + format_size(abs(size))

@@ -1,4 +1,5 @@
-"""Terminal rendering of snapshots and diffs: what grew, where, and the process-level view."""
+"""Terminal rendering of snapshots and diffs: what grew, where, what was live at the peak,
+and the process-level view."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from memdiag.model import SiteDiff, Snapshot, SnapshotDiff
+from memdiag.model.snapshot import PeakSite
 from memdiag.render.terminal import make_console
 from memdiag.units import format_size
 
@@ -39,6 +41,24 @@ def _signed(size: int | float | None) -> str:
     if size is None:
         return "-"
     return ("+" if size > 0 else "") + format_size(size)
+
+
+def _peak_label(p: PeakSite, frames: int) -> str:
+    """Return the site and, dimmed, the frames that called it and the ones it called."""
+    filename, _, line = p.site.rpartition(":")
+    label = f"{short_path(filename)}:{line}"
+    keys = [f"{f}:{n}" for f, n in p.traceback]
+    at = max((i for i, k in enumerate(keys) if k == p.site), default=len(keys) - 1)
+    inner = [site_text([f]) for f in p.traceback[at + 1 :][-1:]]
+    callers = [site_text([f]) for f in reversed(p.traceback[max(at - frames + 1, 0) : at])]
+    callers = [c for c in callers if not c.startswith(MACHINERY)]
+    here = site_text([[filename, line]])
+    callers = [c for i, c in enumerate(callers) if c != ([here, *callers][i])]
+    if inner:
+        label += f"\n[dim]  → allocates in {inner[0]}[/]"
+    if callers:
+        label += f"\n[dim]  ← {' ← '.join(callers)}[/]"
+    return label
 
 
 class SnapshotRenderer:
@@ -91,6 +111,28 @@ class SnapshotRenderer:
                 f"{s.count_diff:+,}",
             )
         return table
+
+    def peak(self, peak_bytes: int | None, sites: list[PeakSite], top: int = 15) -> None:
+        """Print what was live at the heap's high-water mark, by the job's line."""
+        if peak_bytes is None:
+            return
+        shown = sites[:top]
+        self.console.print(
+            f"[bold]at the peak[/]: heap {format_size(peak_bytes)} (memray's high-water mark)"
+        )
+        if not shown:
+            return
+        table = Table(title="live at the peak", title_justify="left", pad_edge=False)
+        for column in ("site", "size", "share", "blocks"):
+            table.add_column(column, justify="left" if column == "site" else "right")
+        for p in shown:
+            table.add_row(
+                _peak_label(p, self.frames),
+                format_size(p.size_bytes),
+                f"{p.size_bytes / peak_bytes:.0%}" if peak_bytes else "-",
+                f"{p.count:,}",
+            )
+        self.console.print(table)
 
     def process(self, snap: Snapshot) -> None:
         """Print a process-level view: totals, regions, and one row per process."""
