@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from memdiag.analysis.aggregate import summarise
+from memdiag.analysis.hosts import host_warnings, summarise_hosts
 from memdiag.analysis.matrix import build_matrix
 from memdiag.analysis.scaling import fit_scaling, predict, size_axes
 from memdiag.analysis.variants import compare_variants
@@ -22,6 +23,7 @@ def analyse_sweep(sweep: Sweep) -> Sweep:
     at = {name: max(sweep.axes[name]) for name in size_axes(sweep.axes, sweep.size_axes)}
     largest = [c for c in configs if all(c.params.get(k) == v for k, v in at.items())]
     reference = {k: v for k, v in (sweep.reference or {}).items() if k not in at} or None
+    hosts = summarise_hosts(sweep.runs)
     return dataclasses.replace(
         sweep,
         configs=configs,
@@ -29,4 +31,6 @@ def analyse_sweep(sweep: Sweep) -> Sweep:
         scaling=fits,
         variants=compare_variants(configs, sweep.axes),
         predictions=predict(fits, sweep.predict, sweep.budgets_bytes, sweep.headroom),
+        hosts=hosts,
+        host_warnings=host_warnings(sweep.runs, sweep.axes, sweep.budgets_bytes, hosts),
     )

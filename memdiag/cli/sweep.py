@@ -26,6 +26,7 @@ Examples:
   memdiag sweep jobs/sync.py:run --batch 25,50 --budget 512MB,1GB --limit 1GB --timeout 300
   memdiag sweep --batch 10,50,100 -- node sync.js --batch {batch}
   memdiag sweep import --batch 10,25,50,100 --resume --jobs 2
+  memdiag sweep import --batch 10,25,50,100 --cluster tcp://10.0.0.5:8786
 """
 
 from __future__ import annotations
@@ -66,6 +67,14 @@ from memdiag.targets import Target
 @click.option("--out", default=None, metavar="DIR", help="Report directory.")
 @click.option("--resume", is_flag=True, help="Continue the sweep saved in --out.")
 @click.option("--jobs", type=int, default=1, show_default=True, help="Runs side by side.")
+@click.option(
+    "--cluster",
+    default=None,
+    envvar="MEMDIAG_CLUSTER",
+    metavar="ADDRESS",
+    help="Run on a dask.distributed scheduler (tcp://HOST:8786) or on local:N worker "
+    "processes; also MEMDIAG_CLUSTER. See docs/cluster.md.",
+)
 @click.option("--timeout", type=float, default=None, help="Stop each run after SECONDS.")
 @click.option("--limit", default=None, metavar="SIZE", help="Enforce SIZE on every run.")
 @click.option("--interval", type=float, default=0.1, show_default=True, help="Sampling (s).")
@@ -81,7 +90,7 @@ from memdiag.targets import Target
 def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
     from memdiag.analysis.sweep import analyse_sweep
     from memdiag.measure.child import RunOptions
-    from memdiag.measure.sweep import default_name, expand, pending_runs, run_sweep
+    from memdiag.measure.sweep import default_name, expand, open_runner, pending_runs
     from memdiag.render.progress import SweepProgress
     from memdiag.render.report import save_results, write_report
     from memdiag.render.terminal import TerminalRenderer
@@ -103,8 +112,11 @@ def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
         save_results(analyse_sweep(sweep), out)
 
     try:
-        with SweepProgress(len(todo), save, quiet=options["quiet"]) as progress:
-            run_sweep(parsed, todo, run_options, progress, jobs=sweep.jobs)
+        with (
+            open_runner(sweep.cluster, parsed) as execute,
+            SweepProgress(len(todo), save, quiet=options["quiet"]) as progress,
+        ):
+            execute(parsed, todo, run_options, progress, jobs=sweep.jobs)
     except KeyboardInterrupt:
         raise MemdiagError(
             f"interrupted: {len(sweep.runs)} runs saved in {out / 'results.json'}; "
@@ -130,6 +142,10 @@ def _plan(target: Target, options: dict[str, Any]) -> Sweep:
         if options[name] < 1:
             raise MemdiagError(f"--{name} must be at least 1, got {options[name]}")
     reference = parse_reference(options["reference"])
+    if options["cluster"]:
+        from memdiag.measure.cluster import parse_cluster
+
+        parse_cluster(options["cluster"])  # a malformed address fails before any work
     return Sweep(
         target=target.text,
         axes=axes,
@@ -145,6 +161,7 @@ def _plan(target: Target, options: dict[str, Any]) -> Sweep:
         size_axes=list(options["size_axis"]),
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         env=collect_env(),
+        cluster=options["cluster"] or None,
     )
 
 

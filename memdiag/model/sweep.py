@@ -105,6 +105,21 @@ class Prediction:
     fits_budgets: list[int]
 
 
+@dataclass(frozen=True)
+class HostSummary:
+    """A machine that ran some of a sweep's runs (from the runs' `env.host`), and how many."""
+
+    name: str
+    cpus: int | None
+    memory_bytes: int | None
+    python: str | None
+    memdiag: str | None
+    runs: int
+    cpu_model: str | None = None
+    # The cgroup's memory limit on that machine, when below its memory.
+    memory_limit_bytes: int | None = None
+
+
 @dataclass
 class Sweep:
     """A sweep of `target` over the cartesian product of `axes`, with `base` params fixed.
@@ -128,12 +143,17 @@ class Sweep:
     size_axes: list[str] = field(default_factory=list)
     started_at: str = ""
     env: dict[str, Any] = field(default_factory=dict)
+    # The dask scheduler's address (or `local:N`) when the runs went to a cluster.
+    cluster: str | None = None
     runs: list[Run] = field(default_factory=list)
     configs: list[ConfigSummary] = field(default_factory=list)
     matrix: list[MatrixRow] = field(default_factory=list)
     scaling: list[ScalingFit] = field(default_factory=list)
     variants: list[VariantPair] = field(default_factory=list)
     predictions: list[Prediction] = field(default_factory=list)
+    # The machines the runs ran on, and what a reader must know about them (analysis).
+    hosts: list[HostSummary] = field(default_factory=list)
+    host_warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form (`schema_version`, `kind: "sweep"` first); runs in full."""
@@ -164,6 +184,7 @@ _SWEEP_PARTS: dict[str, Any] = {
     "scaling": ScalingFit,
     "variants": VariantPair,
     "predictions": Prediction,
+    "hosts": HostSummary,
 }
 
 

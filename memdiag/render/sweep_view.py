@@ -69,6 +69,9 @@ def summary(sweep: Sweep) -> list[tuple[str, str]]:
         ("reference", params_text(_reference_params(sweep))),
         ("jobs", f"{sweep.jobs} at a time"),
     ]
+    if sweep.cluster:
+        hosts = len(sweep.hosts)
+        lines.append(("cluster", f"{sweep.cluster} (runs on {hosts} host{'s' * (hosts != 1)})"))
     if sweep.limit_bytes:
         lines.append(("limit per run", format_size(sweep.limit_bytes)))
     if sweep.timeout_s:
@@ -101,6 +104,7 @@ def notes(sweep: Sweep) -> list[str]:
     expected = sweep.repeat * max(1, _product(sweep.axes))
     if len(sweep.runs) < expected:
         out.append(f"Incomplete: {len(sweep.runs)} of {expected} runs; continue with --resume.")
+    out.extend(sweep.host_warnings)
     return out
 
 
@@ -236,6 +240,34 @@ def predictions_table(sweep: Sweep) -> TableView | None:
     return TableView("predictions", "Predictions", columns, rows)
 
 
+def hosts_table(sweep: Sweep) -> TableView | None:
+    """The machines the runs ran on: shown for a cluster sweep or when there were several."""
+    if not sweep.hosts or (not sweep.cluster and len(sweep.hosts) < 2):
+        return None
+    columns = ["host", "CPUs", "CPU", "memory", "Python", "memdiag", "runs"]
+    rows = []
+    for h in sweep.hosts:
+        memory = format_size(h.memory_bytes)
+        if h.memory_limit_bytes:
+            memory += f" (cgroup {format_size(h.memory_limit_bytes)})"
+        rows.append(
+            [
+                h.name,
+                str(h.cpus or "-"),
+                h.cpu_model or "-",
+                memory,
+                h.python or "-",
+                h.memdiag or "-",
+                str(h.runs),
+            ]
+        )
+    note = (
+        "Each run records the machine it ran on (env.host in results.json). Peaks are exact "
+        "on any machine; wall times and records/s compare only between like machines."
+    )
+    return TableView("hosts", "Hosts", columns, rows, note=note)
+
+
 def sweep_tables(sweep: Sweep) -> list[TableView]:
     """Return the report's tables in reading order (absent sections left out)."""
     tables = [
@@ -244,6 +276,7 @@ def sweep_tables(sweep: Sweep) -> list[TableView]:
         scaling_table(sweep),
         predictions_table(sweep),
         configs_table(sweep),
+        hosts_table(sweep),
     ]
     return [t for t in tables if t is not None]
 
