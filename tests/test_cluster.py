@@ -46,6 +46,7 @@ def run(batch: int = 1, pause: float = 0.2, notes: str = "") -> int:
 class Cluster:
     address: str
     procs: list[subprocess.Popen[bytes]]
+    folder: Path
 
     def worker_processes(self) -> list[psutil.Process]:
         """The dask worker processes (the nannies' children) that run the tasks."""
@@ -59,7 +60,7 @@ def _start_cluster(folder: Path, workers: int, env: dict[str, str]) -> Cluster:
          "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    cluster = Cluster("", [scheduler])
+    cluster = Cluster("", [scheduler], folder)
     deadline = time.monotonic() + START_TIMEOUT_S
     while not scheduler_file.exists():
         assert time.monotonic() < deadline and scheduler.poll() is None, "no scheduler"
@@ -68,10 +69,11 @@ def _start_cluster(folder: Path, workers: int, env: dict[str, str]) -> Cluster:
     worker = [*DASK, cluster.address, "--nthreads", "1", "--resources", "memdiag=1"]
     worker += ["--memory-limit", "0", "--no-dashboard"]
     for n in range(workers):
+        (folder / f"w{n}").mkdir()  # each worker its own working directory
         proc = subprocess.Popen(
             [*worker, "--name", f"w{n}"],
             env=env,
-            cwd=folder,
+            cwd=folder / f"w{n}",
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -298,27 +300,50 @@ def test_an_unreachable_scheduler_is_one_line(job: str, tmp_path: Path) -> None:
     assert not (tmp_path / "out" / "results.json").exists()
 
 
+def _worker_addresses(cluster: Cluster) -> dict[str, str]:
+    from distributed import Client
+
+    with Client(cluster.address, timeout=10) as client:
+        workers = client.scheduler_info()["workers"]
+    return {str(w["name"]): address for address, w in workers.items()}
+
+
 @pytest.mark.parametrize("kind", ["module", "command"])
 def test_a_worker_without_the_target_is_one_line(
     kind: str, cluster: Cluster, tmp_path: Path
 ) -> None:
-    """The target resolves where memdiag runs (its cwd, its PATH) but not on the workers."""
+    """The target resolves where memdiag runs (its cwd, its PATH) but not on a worker: the
+    module is in worker w0's working directory only, the command on no worker's PATH."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
     (tmp_path / "only_here.py").write_text(JOB)
+    (cluster.folder / "w0" / "only_here.py").write_text(JOB)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    (bin_dir / "only-here").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "only-here").write_text(f"#!/bin/sh\ntouch {notes}/$$\n")
     (bin_dir / "only-here").chmod(0o755)
-    target = ["only_here:run"] if kind == "module" else ["--", "only-here", "{batch}"]
+    target = ["only_here:run"] if kind == "module" else ["--", "only-here", "{notes}"]
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    result = subprocess.run(
-        [sys.executable, "-m", "memdiag", "sweep", "--batch", "1,2", "--cluster", cluster.address,
-         "--out", str(tmp_path / "out"), *target],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    started = time.monotonic()
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "memdiag", "sweep", "--batch", "1,2", "--param",
+             f"notes={notes}", "--cluster", cluster.address, "--out", str(tmp_path / "out"),
+             *target],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        (cluster.folder / "w0" / "only_here.py").unlink()
+    assert time.monotonic() - started < 120
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
-    assert "worker tcp://127.0.0.1:" in result.stderr
-    assert ("only_here" if kind == "module" else "only-here") in result.stderr
+    workers = _worker_addresses(cluster)
+    lacking = workers["w1"] if kind == "module" else min(workers.values())
+    assert f"worker {lacking}: " in result.stderr
+    reason = "no module named 'only_here'" if kind == "module" else "'only-here' is not on PATH"
+    assert f"cannot run there: {reason}" in result.stderr
+    # checked before the first run: no job ran anywhere, nothing was saved
+    assert list(notes.iterdir()) == []
     assert not (tmp_path / "out" / "results.json").exists()
 
 

@@ -180,7 +180,7 @@ class ClusterExecutor:
             except Exception as exc:
                 reason = _describe(exc)
             if reason:
-                raise MemdiagError(f"worker {addr}: {self.target.text}: {reason}")
+                raise MemdiagError(f"worker {addr}: {self.target.text} cannot run there: {reason}")
 
     def __call__(
         self,

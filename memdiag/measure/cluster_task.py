@@ -134,7 +134,12 @@ def run_task(
     if cancel.is_set():  # started after Ctrl-C, before its cancel reached the scheduler
         return {"cancelled": True}
     restore, unset = nanny_environment()
-    options = replace(options, env={**(options.env or {}), **restore}, unset_env=unset)
+    given = options.env or {}
+    options = replace(
+        options,
+        env={**restore, **given},
+        unset_env=tuple(name for name in unset if name not in given),
+    )
     outcome: dict[str, Any] = {}
 
     def measure() -> None:
