@@ -251,7 +251,7 @@ def test_a_worker_killed_mid_run(
     notes = tmp_path / "notes"
     notes.mkdir()
     out = tmp_path / "out"
-    args = ["sweep", job, "--batch", "1,2,3", "--param", "pause=4", "--repeat", "1"]
+    args = ["sweep", job, "--batch", "1,2,3", "--param", "pause=3", "--repeat", "1"]
     proc = _start_sweep([*args, "--param", f"notes={notes}", "--cluster",
                          fragile_cluster.address, "--out", str(out), "--quiet"])  # fmt: skip
     _wait_for(lambda: len(list(notes.iterdir())) >= 1)
@@ -354,5 +354,10 @@ def test_local_workers_and_no_dask_without_cluster(job: str, tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     assert [r["status"] for r in load(out)["runs"]] == ["ok", "ok"]
     assert load(out)["cluster"] == "local:2"
-    code = "import sys, memdiag.cli, memdiag.cli.sweep; print('dask' in sys.modules)"
-    assert subprocess.check_output([sys.executable, "-c", code], text=True).strip() == "False"
+    # without --cluster nothing imports dask: not the CLI, the sweep, nor the cluster modules
+    code = (
+        "import sys, memdiag.cli, memdiag.cli.sweep, memdiag.measure.sweep, "
+        "memdiag.measure.cluster, memdiag.measure.cluster_task; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed'}))"
+    )
+    assert subprocess.check_output([sys.executable, "-c", code], text=True).strip() == "[]"

@@ -69,8 +69,9 @@ def summary(sweep: Sweep) -> list[tuple[str, str]]:
         ("reference", params_text(_reference_params(sweep))),
         ("jobs", f"{sweep.jobs} at a time"),
     ]
-    if sweep.cluster:
+    if sweep.cluster:  # --jobs is for local sweeps: a cluster runs one per worker
         hosts = len(sweep.hosts)
+        lines = [(k, "one per worker at a time" if k == "jobs" else v) for k, v in lines]
         lines.append(("cluster", f"{sweep.cluster} (runs on {hosts} host{'s' * (hosts != 1)})"))
     if sweep.limit_bytes:
         lines.append(("limit per run", format_size(sweep.limit_bytes)))
