@@ -31,7 +31,9 @@ START_TIMEOUT_S = 90
 JOB = """
 import json, os, time
 
-def run(batch: int = 1, pause: float = 0.2, notes: str = "") -> int:
+def run(batch: int = 1, pause: float = 0.2, notes: str = "", gate: str = "") -> int:
+    while batch > 2 and gate and os.path.exists(gate):  # held until the gate file goes
+        time.sleep(0.05)
     if notes:
         with open(os.path.join(notes, f"{os.getpid()}.json"), "w") as handle:
             json.dump({"malloc": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
@@ -178,13 +180,26 @@ def test_environment_variable_names_the_cluster(job: str, cluster: Cluster, tmp_
     assert load(out)["cluster"] == cluster.address
 
 
-def _start_sweep(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "memdiag", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+@pytest.fixture
+def start_sweep() -> Iterator[Any]:
+    """Start `memdiag ARGS` in the background; whatever a failed test left is killed."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(args: list[str]) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "memdiag", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def _wait_for(what: Any, timeout: float = 120) -> None:
@@ -196,7 +211,7 @@ def _wait_for(what: Any, timeout: float = 120) -> None:
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
 def test_ctrl_c_leaves_no_job_on_any_worker(
-    job: str, cluster: Cluster, tmp_path: Path, how: signal.Signals
+    job: str, cluster: Cluster, tmp_path: Path, how: signal.Signals, start_sweep: Any
 ) -> None:
     """Ctrl-C stops the jobs before memdiag exits; a memdiag killed outright has its tasks
     released by the scheduler, and the workers stop their jobs then."""
@@ -205,7 +220,7 @@ def test_ctrl_c_leaves_no_job_on_any_worker(
     out = tmp_path / "out"
     # jobs far longer than the test: only a stop can end them in time
     args = ["sweep", job, "--batch", "1,2,3,4,5,6", "--param", "pause=600", "--repeat", "1"]
-    proc = _start_sweep([*args, "--param", f"notes={notes}", "--cluster", cluster.address,
+    proc = start_sweep([*args, "--param", f"notes={notes}", "--cluster", cluster.address,
                          "--out", str(out), "--quiet"])  # fmt: skip
     _wait_for(lambda: len(list(notes.iterdir())) >= 2)  # one job running on each worker
     jobs = [int(p.stem) for p in notes.iterdir()]
@@ -232,37 +247,40 @@ def _alive(pid: int) -> bool:
 
 
 def test_resume_after_an_interrupted_cluster_sweep_runs_only_what_is_missing(
-    job: str, cluster: Cluster, tmp_path: Path
+    job: str, cluster: Cluster, tmp_path: Path, start_sweep: Any
 ) -> None:
     out = tmp_path / "out"
-    args = ["sweep", job, "--batch", "1,2,3,4,5,6,7,8", "--param", "pause=0.6", "--repeat", "1"]
-    args += ["--cluster", cluster.address, "--out", str(out), "--quiet"]
-    proc = _start_sweep(args)
-    _wait_for(lambda: (out / "results.json").exists() and len(load(out)["runs"]) >= 2)
+    gate = tmp_path / "gate"
+    gate.touch()  # batches above 2 wait for it to go: the first two runs are all that end
+    args = ["sweep", job, "--batch", "1,2,3,4,5,6,7,8", "--param", f"gate={gate}"]
+    args += ["--repeat", "1", "--cluster", cluster.address, "--out", str(out), "--quiet"]
+    proc = start_sweep(args)
+    # saved as they stream back, while the other runs are still out on the workers
+    _wait_for(lambda: (out / "results.json").exists() and len(load(out)["runs"]) == 2)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    saved = [r["params"]["batch"] for r in load(out)["runs"]]
-    assert 2 <= len(saved) < 8
+    assert sorted(r["params"]["batch"] for r in load(out)["runs"]) == [1, 2]
+    gate.unlink()
     resumed = memdiag(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
     runs = load(out)["runs"]
     assert Counter(r["params"]["batch"] for r in runs) == Counter(range(1, 9))
-    assert [r["params"]["batch"] for r in runs[: len(saved)]] == saved
+    assert sorted(r["params"]["batch"] for r in runs[:2]) == [1, 2]
 
 
 @pytest.mark.parametrize(
     ("fragile_cluster", "expected"), [(3, "ok"), (0, "error")], indirect=["fragile_cluster"]
 )
 def test_a_worker_killed_mid_run(
-    job: str, fragile_cluster: Cluster, tmp_path: Path, expected: str
+    job: str, fragile_cluster: Cluster, tmp_path: Path, expected: str, start_sweep: Any
 ) -> None:
     """Rescheduled by dask within the allowed failures; past them recorded as worker lost."""
     notes = tmp_path / "notes"
     notes.mkdir()
     out = tmp_path / "out"
     args = ["sweep", job, "--batch", "1,2,3", "--param", "pause=3", "--repeat", "1"]
-    proc = _start_sweep([*args, "--param", f"notes={notes}", "--cluster",
+    proc = start_sweep([*args, "--param", f"notes={notes}", "--cluster",
                          fragile_cluster.address, "--out", str(out), "--quiet"])  # fmt: skip
     _wait_for(lambda: len(list(notes.iterdir())) >= 1)
     victim = psutil.Process(int(next(notes.iterdir()).stem))
@@ -297,6 +315,7 @@ def test_a_malformed_address_is_one_line(job: str, address: str, tmp_path: Path)
     result = memdiag("sweep", job, "--batch", "1,2", "--cluster", address, timeout=30)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "--cluster" in result.stderr, result.stderr
+    assert "not a scheduler address" in result.stderr or "local:N" in result.stderr
 
 
 def test_an_unreachable_scheduler_is_one_line(job: str, tmp_path: Path) -> None:
