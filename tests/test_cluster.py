@@ -390,3 +390,30 @@ def test_local_workers_and_no_dask_without_cluster(job: str, tmp_path: Path) -> 
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed'}))"
     )
     assert subprocess.check_output([sys.executable, "-c", code], text=True).strip() == "[]"
+
+
+def test_ctrl_c_on_local_workers_stops_their_jobs_quietly(job: str, tmp_path: Path) -> None:
+    """Ctrl-C reaches memdiag's whole process group, its local workers included."""
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    args = ["sweep", job, "--batch", "1,2,3", "--param", "pause=600", "--repeat", "1"]
+    args += ["--param", f"notes={notes}", "--cluster", "local:2", "--out", str(tmp_path / "o")]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memdiag", *args],
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: len(list(notes.iterdir())) >= 2)
+        jobs = [int(p.stem) for p in notes.iterdir()]
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].count("interrupted")
+    _wait_for(lambda: not any(_alive(pid) for pid in jobs), timeout=3)

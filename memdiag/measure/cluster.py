@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import signal
 import time
 import uuid
 from dataclasses import dataclass
@@ -109,7 +110,6 @@ class ClusterExecutor:
         self.client = self.cluster = None
 
     def _connect(self) -> Client:
-        import dask
         from distributed import Client, LocalCluster
 
         # dask's own logging would print tracebacks for every lost connection: the sweep
@@ -117,7 +117,10 @@ class ClusterExecutor:
         for name in ("distributed", "tornado"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
         if self.spec.local_workers:
-            with dask.config.set({"distributed.worker.daemon": False}):
+            # Ctrl-C reaches the whole process group: the local workers must ignore it (they
+            # inherit the disposition) and leave memdiag to stop their jobs, as on a cluster.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
                 self.cluster = LocalCluster(
                     n_workers=self.spec.local_workers,
                     threads_per_worker=1,
@@ -128,6 +131,8 @@ class ClusterExecutor:
                     dashboard_address=None,
                     silence_logs=logging.CRITICAL,
                 )
+            finally:
+                signal.signal(signal.SIGINT, previous)
             return Client(self.cluster, timeout=CONNECT_TIMEOUT_S)
         try:
             return Client(self.spec.address, timeout=CONNECT_TIMEOUT_S)
