@@ -180,6 +180,21 @@ def test_environment_variable_names_the_cluster(job: str, cluster: Cluster, tmp_
     assert load(out)["cluster"] == cluster.address
 
 
+def test_a_job_out_of_memory_is_a_result_run_once(
+    job: str, cluster: Cluster, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    out = tmp_path / "out"
+    result = memdiag("sweep", job, "--batch", "4,300", "--repeat", "1", "--limit", "150MB",
+                     "--param", f"notes={notes}", "--cluster", cluster.address,
+                     "--out", str(out), "--quiet")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    statuses = {r["params"]["batch"]: r["status"] for r in load(out)["runs"]}
+    assert statuses == {4: "ok", 300: "oom"}
+    assert len(list(notes.iterdir())) == 2  # each job started once: nothing retried
+
+
 @pytest.fixture
 def start_sweep() -> Iterator[Any]:
     """Start `memdiag ARGS` in the background; whatever a failed test left is killed."""
