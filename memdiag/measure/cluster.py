@@ -204,7 +204,8 @@ class ClusterExecutor:
         """
         from distributed import as_completed
 
-        assert self.client is not None
+        client = self.client
+        assert client is not None
         queue = iter(todo)
         running: dict[Future[Any], dict[str, Any]] = {}
         stream = as_completed()
@@ -214,7 +215,7 @@ class ClusterExecutor:
             if params is None:
                 return False
             listener.started(params)
-            future = self.client.submit(  # type: ignore[union-attr]
+            future = client.submit(
                 _task,
                 target,
                 params,
@@ -255,6 +256,8 @@ class ClusterExecutor:
             return _lost_run(target, params, _describe(exc), kind=type(exc).__name__)
         if "bad_input" in outcome:
             raise MemdiagError(f"worker {outcome['worker']}: {outcome['bad_input']}")
+        if "cancelled" in outcome:  # its worker was told to drop it: nothing was measured
+            return _lost_run(target, params, "stopped on its worker", kind="Cancelled")
         return Run.from_dict(outcome["run"])
 
     def _stop(self, futures: list[Future[Any]]) -> None:
