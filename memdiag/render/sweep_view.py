@@ -72,7 +72,8 @@ def summary(sweep: Sweep) -> list[tuple[str, str]]:
     if sweep.cluster:  # --jobs is for local sweeps: a cluster runs one per worker
         hosts = len(sweep.hosts)
         lines = [(k, "one per worker at a time" if k == "jobs" else v) for k, v in lines]
-        lines.append(("cluster", f"{sweep.cluster} (runs on {hosts} host{'s' * (hosts != 1)})"))
+        on = f" (runs on {hosts} host{'s' * (hosts != 1)})" if hosts else ""
+        lines.append(("cluster", f"{sweep.cluster}{on}"))
     if sweep.limit_bytes:
         lines.append(("limit per run", format_size(sweep.limit_bytes)))
     if sweep.timeout_s:
