@@ -13,6 +13,7 @@ from memdiag.analysis.candidates import (
     predicted_candidates,
     same,
 )
+from memdiag.analysis.hosts import host_warnings, summarise_hosts
 from memdiag.analysis.matrix import build_matrix
 from memdiag.analysis.scaling import capacities, fit_scaling, predict, size_axes
 from memdiag.analysis.search import search_all
@@ -39,6 +40,7 @@ def analyse_sweep(sweep: Sweep) -> Sweep:
         candidates,
         confirm_runs=sweep.confirm_runs if sweep.confirm else None,
     )
+    hosts = summarise_hosts(sweep.runs)
     return dataclasses.replace(
         sweep,
         configs=configs,
@@ -48,6 +50,8 @@ def analyse_sweep(sweep: Sweep) -> Sweep:
         predictions=predict(fits, sweep.predict, sweep.budgets_bytes, sweep.headroom),
         capacity=capacities(fits, sweep.budgets_bytes, sweep.headroom),
         search=searches(sweep)[0],
+        hosts=hosts,
+        host_warnings=host_warnings(sweep.runs, sweep.axes, sweep.budgets_bytes, hosts),
     )
 
 

@@ -36,6 +36,7 @@ Examples:
   memdiag sweep jobs/sync.py:run --batch 25,50 --budget 512MB,1GB --limit 1GB --timeout 300
   memdiag sweep --batch 10,50,100 -- node sync.js --batch {batch}
   memdiag sweep import --batch 10,25,50,100 --resume --jobs 2
+  memdiag sweep import --batch 10,25,50,100 --cluster tcp://10.0.0.5:8786
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -59,6 +60,9 @@ from memdiag.cli.decision import (
 from memdiag.errors import MemdiagError
 from memdiag.model import Run, Sweep
 from memdiag.targets import Target
+
+if TYPE_CHECKING:
+    from memdiag.measure.sweep import SweepRunner
 
 
 @click.command("sweep", cls=TargetCommand, help=__doc__)
@@ -78,6 +82,14 @@ from memdiag.targets import Target
 @click.option("--out", default=None, metavar="DIR", help="Report directory.")
 @click.option("--resume", is_flag=True, help="Continue the sweep saved in --out.")
 @click.option("--jobs", type=int, default=1, show_default=True, help="Runs side by side.")
+@click.option(
+    "--cluster",
+    default=None,
+    envvar="MEMDIAG_CLUSTER",
+    metavar="ADDRESS",
+    help="Run on a dask.distributed scheduler (tcp://HOST:8786) or on local:N worker "
+    "processes; also MEMDIAG_CLUSTER. See docs/cluster.md.",
+)
 @click.option("--timeout", type=float, default=None, help="Stop each run after SECONDS.")
 @click.option("--limit", default=None, metavar="SIZE", help="Enforce SIZE on every run.")
 @click.option("--interval", type=float, default=0.1, show_default=True, help="Sampling (s).")
@@ -105,7 +117,7 @@ from memdiag.targets import Target
 def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
     from memdiag.analysis.sweep import analyse_sweep
     from memdiag.measure.child import RunOptions
-    from memdiag.measure.sweep import default_name, expand, pending_runs
+    from memdiag.measure.sweep import default_name, expand, open_runner, pending_runs
     from memdiag.render.report import save_results, write_report
     from memdiag.render.terminal import TerminalRenderer
     from memdiag.targets import parse_target
@@ -134,9 +146,10 @@ def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
         save_results(analyse_sweep(sweep), out)
 
     try:
-        _measure(parsed, [(todo, run_options)], save, sweep.jobs, options["quiet"])
-        _search(parsed, sweep, run_options, save, options["quiet"])
-        _confirm(parsed, sweep, run_options, save_confirmation, options["quiet"])
+        with open_runner(sweep.cluster, parsed) as execute:
+            _measure(execute, parsed, [(todo, run_options)], save, sweep.jobs, options["quiet"])
+            _search(execute, parsed, sweep, run_options, save, options["quiet"])
+            _confirm(execute, parsed, sweep, run_options, save_confirmation, options["quiet"])
     except KeyboardInterrupt:
         raise MemdiagError(
             f"interrupted: {len(sweep.runs)} runs saved in {out / 'results.json'}; "
@@ -151,40 +164,51 @@ def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
 
 
 def _measure(
+    execute: SweepRunner,
     target: Target,
     groups: list[tuple[list[dict[str, Any]], Any]],
     on_run: Callable[[Run], None],
     jobs: int,
     quiet: bool,
 ) -> None:
-    """Measure each group of params with its own RunOptions (one limit per group)."""
-    from memdiag.measure.sweep import run_sweep
+    """Measure each group of params with its own RunOptions (one limit per group), through
+    `execute`: run_sweep here, or the cluster's executor."""
     from memdiag.render.progress import SweepProgress
 
     for todo, run_options in groups:
         if todo:
             with SweepProgress(len(todo), on_run, quiet=quiet) as progress:
-                run_sweep(target, todo, run_options, progress, jobs=jobs)
+                execute(target, todo, run_options, progress, jobs=jobs)
 
 
 def _search(
-    target: Target, sweep: Sweep, run_options: Any, on_run: Callable[[Run], None], quiet: bool
+    execute: SweepRunner,
+    target: Target,
+    sweep: Sweep,
+    run_options: Any,
+    on_run: Callable[[Run], None],
+    quiet: bool,
 ) -> None:
     """Run the auto search's probes until every budget's search is done."""
     from memdiag.analysis.sweep import searches
 
     while probes := searches(sweep)[1]:
-        _measure(target, _by_limit(probes, run_options), on_run, sweep.jobs, quiet)
+        _measure(execute, target, _by_limit(probes, run_options), on_run, sweep.jobs, quiet)
 
 
 def _confirm(
-    target: Target, sweep: Sweep, run_options: Any, on_run: Callable[[Run], None], quiet: bool
+    execute: SweepRunner,
+    target: Target,
+    sweep: Sweep,
+    run_options: Any,
+    on_run: Callable[[Run], None],
+    quiet: bool,
 ) -> None:
     """Run each pending confirmation under limit = its budget until every decision has one."""
     from memdiag.analysis.sweep import pending_confirmations
 
     while pending := pending_confirmations(sweep):
-        _measure(target, _by_limit(pending, run_options), on_run, sweep.jobs, quiet)
+        _measure(execute, target, _by_limit(pending, run_options), on_run, sweep.jobs, quiet)
 
 
 def _by_limit(
@@ -229,6 +253,10 @@ def _plan(target: Target, options: dict[str, Any]) -> Sweep:
             "--at with auto: the search measures at the given size; fix the size with "
             "--param (e.g. records=220000) instead"
         )
+    if options["cluster"]:
+        from memdiag.measure.cluster import parse_cluster
+
+        parse_cluster(options["cluster"])  # a malformed address fails before any work
     return Sweep(
         target=target.text,
         axes=axes,
@@ -246,6 +274,7 @@ def _plan(target: Target, options: dict[str, Any]) -> Sweep:
         confirm=options["confirm"],
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         env=collect_env(),
+        cluster=options["cluster"] or None,
     )
 
 

@@ -52,6 +52,8 @@ class RunOptions:
     timeout: float | None = None
     limit_bytes: int | None = None
     env: dict[str, str] | None = None
+    # Names dropped from the job's environment (what a dask nanny injects into its worker).
+    unset_env: tuple[str, ...] = ()
     # Other measuring commands (snapshot, leaks) run their own child entry point through the
     # same launcher: a module run with `-m` that takes the spec path, reads `extra` from it,
     # and writes its result file as memdiag.measure.bootstrap does.
@@ -135,6 +137,8 @@ def _job_argv(
 
 def _execute(argv: list[str], workdir: Path, options: RunOptions) -> _Outcome:
     env = {**os.environ, **(options.env or {}), "MEMDIAG_PROBE": str(workdir / "probe.jsonl")}
+    for name in options.unset_env:
+        env.pop(name, None)
     lifeline_r, lifeline_w = os.pipe()
     result_path = workdir / "launch.json"
     timeout = "-" if options.timeout is None else str(options.timeout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,8 +75,31 @@ def _read(path: Path) -> str:
         return ""
 
 
+def _cpu_model() -> str | None:
+    # Only the first processor's model: the machines compared are sets of like cores.
+    for line in _read(Path("/proc/cpuinfo")).splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return platform.processor() or None
+
+
+def collect_host() -> dict[str, Any]:
+    """Return the machine a run ran on: name, CPUs and their model, total memory (bytes),
+    the cgroup limit (bytes, or None), Python and memdiag versions."""
+    return {
+        "name": socket.gethostname(),
+        "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "memory_limit_bytes": cgroup_limit_bytes(os.getpid()),
+        "python": platform.python_version(),
+        "memdiag": __version__,
+    }
+
+
 def collect_env() -> dict[str, Any]:
-    """Return Python, platform, CPUs, total memory, cgroup limit and memdiag version."""
+    """Return Python, platform, CPUs, total memory, cgroup limit, memdiag version and the
+    host (`collect_host`): the machine that ran the job, a cluster worker's on a cluster."""
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
@@ -86,4 +110,5 @@ def collect_env() -> dict[str, Any]:
         "total_memory_bytes": psutil.virtual_memory().total,
         "cgroup_limit_bytes": cgroup_limit_bytes(os.getpid()),
         "memdiag": __version__,
+        "host": collect_host(),
     }

@@ -15,6 +15,7 @@ import signal
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -168,3 +169,37 @@ def _stop_launchers() -> None:
             child.send_signal(signal.SIGTERM)
         except psutil.NoSuchProcess:
             pass
+
+
+class SweepRunner(Protocol):
+    """Measures runs for a sweep: `run_sweep` itself, or a cluster's executor (same call)."""
+
+    def __call__(
+        self,
+        target: Target,
+        todo: list[dict[str, Any]],
+        options: RunOptions,
+        listener: SweepListener,
+        jobs: int = 1,
+    ) -> None: ...
+
+
+@contextmanager
+def open_runner(cluster: str | None, target: Target) -> Iterator[SweepRunner]:
+    """Yield what measures the runs: `run_sweep` here, or, with `cluster` (a scheduler's
+    address or `local:N`), an executor on that dask cluster, connected and checked for
+    `target` on every worker, closed on exit. Every measuring call of a sweep goes through it.
+    """
+    if not cluster:
+        yield run_sweep
+        return
+    try:
+        import distributed  # noqa: F401
+
+        from memdiag.measure.cluster import ClusterExecutor, parse_cluster
+    except ImportError:
+        raise MemdiagError(
+            "--cluster needs dask.distributed: pip install 'memdiag[cluster]'"
+        ) from None
+    with ClusterExecutor(parse_cluster(cluster), target) as executor:
+        yield executor

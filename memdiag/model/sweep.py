@@ -180,6 +180,21 @@ class SearchResult:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class HostSummary:
+    """A machine that ran some of a sweep's runs (from the runs' `env.host`), and how many."""
+
+    name: str
+    cpus: int | None
+    memory_bytes: int | None
+    python: str | None
+    memdiag: str | None
+    runs: int
+    cpu_model: str | None = None
+    # The cgroup's memory limit on that machine, when below its memory.
+    memory_limit_bytes: int | None = None
+
+
 @dataclass
 class Sweep:
     """A sweep of `target` over the cartesian product of `axes`, with `base` params fixed.
@@ -208,6 +223,8 @@ class Sweep:
     confirm: bool = False
     started_at: str = ""
     env: dict[str, Any] = field(default_factory=dict)
+    # The dask scheduler's address (or `local:N`) when the runs went to a cluster.
+    cluster: str | None = None
     runs: list[Run] = field(default_factory=list)
     configs: list[ConfigSummary] = field(default_factory=list)
     matrix: list[MatrixRow] = field(default_factory=list)
@@ -222,6 +239,10 @@ class Sweep:
     def predict_at(self) -> dict[str, Any]:
         """Return the `--at` sizes as given: whole numbers without a trailing `.0`."""
         return {k: int(v) if v == int(v) else v for k, v in self.predict.items()}
+
+    # The machines the runs ran on, and what a reader must know about them (analysis).
+    hosts: list[HostSummary] = field(default_factory=list)
+    host_warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form (`schema_version`, `kind: "sweep"` first); runs in full."""
@@ -256,6 +277,7 @@ _SWEEP_PARTS: dict[str, Any] = {
     "predictions": Prediction,
     "capacity": Capacity,
     "search": SearchResult,
+    "hosts": HostSummary,
 }
 
 

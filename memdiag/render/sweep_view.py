@@ -81,6 +81,11 @@ def summary(sweep: Sweep) -> list[tuple[str, str]]:
         lines.append(("decided at", params_text(sweep.predict_at())))
     if sweep.confirm_runs:
         lines.append(("confirmation runs", str(len(sweep.confirm_runs))))
+    if sweep.cluster:  # --jobs is for local sweeps: a cluster runs one per worker
+        hosts = len(sweep.hosts)
+        lines = [(k, "one per worker at a time" if k == "jobs" else v) for k, v in lines]
+        on = f" (runs on {hosts} host{'s' * (hosts != 1)})" if hosts else ""
+        lines.append(("cluster", f"{sweep.cluster}{on}"))
     if sweep.limit_bytes:
         lines.append(("limit per run", format_size(sweep.limit_bytes)))
     if sweep.timeout_s:
@@ -121,6 +126,7 @@ def notes(sweep: Sweep) -> list[str]:
     shaky = [p for p in sweep.predictions if p.warning]
     if shaky:
         out.append(f"Prediction not firm: {shaky[0].warning}.")
+    out.extend(sweep.host_warnings)
     return out
 
 
@@ -293,6 +299,34 @@ def scaling_table(sweep: Sweep) -> TableView | None:
     return TableView("scaling", "Scaling with the input", columns, rows, tones, note)
 
 
+def hosts_table(sweep: Sweep) -> TableView | None:
+    """The machines the runs ran on: shown for a cluster sweep or when there were several."""
+    if not sweep.hosts or (not sweep.cluster and len(sweep.hosts) < 2):
+        return None
+    columns = ["host", "CPUs", "CPU", "memory", "Python", "memdiag", "runs"]
+    rows = []
+    for h in sweep.hosts:
+        memory = format_size(h.memory_bytes)
+        if h.memory_limit_bytes:
+            memory += f" (cgroup {format_size(h.memory_limit_bytes)})"
+        rows.append(
+            [
+                h.name,
+                str(h.cpus or "-"),
+                h.cpu_model or "-",
+                memory,
+                h.python or "-",
+                h.memdiag or "-",
+                str(h.runs),
+            ]
+        )
+    note = (
+        "Each run records the machine it ran on (env.host in results.json). Peaks are exact "
+        "on any machine; wall times and records/s compare only between like machines."
+    )
+    return TableView("hosts", "Hosts", columns, rows, note=note)
+
+
 def sweep_tables(sweep: Sweep) -> list[TableView]:
     """Return the report's tables in reading order (absent sections left out)."""
     from memdiag.render.decision_view import capacity_table, predictions_table, search_table
@@ -305,6 +339,7 @@ def sweep_tables(sweep: Sweep) -> list[TableView]:
         variants_table(sweep),
         scaling_table(sweep),
         configs_table(sweep),
+        hosts_table(sweep),
     ]
     return [t for t in tables if t is not None]
 
