@@ -59,6 +59,7 @@ from memdiag.cli.decision import (
 )
 from memdiag.errors import MemdiagError
 from memdiag.model import Run, Sweep
+from memdiag.params import index_of
 from memdiag.targets import Target
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
 
     def save(run: Run) -> None:
         for name in sweep.auto:  # a probe adds its value to the searched axis
-            if run.params.get(name) not in sweep.axes[name]:
+            if index_of(sweep.axes[name], run.params.get(name)) is None:
                 sweep.axes[name] = sorted([*sweep.axes[name], run.params[name]])
         sweep.runs.append(run)
         save_results(analyse_sweep(sweep), out)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from memdiag.errors import MemdiagError
 from memdiag.model.files import KIND_VERSIONS, load_json
 from memdiag.model.run import Run, Status
+from memdiag.params import index_of
 
 # The tuning knobs a job runs with (positive counts), as opposed to its input size.
 TUNING_AXES = ("batch", "concurrency")
@@ -262,7 +263,7 @@ class Sweep:
         sweep = cls(**values)
         for run in sweep.runs:
             for axis, allowed in sweep.axes.items():
-                if run.params.get(axis) not in allowed:
+                if index_of(allowed, run.params.get(axis)) is None:
                     raise ValueError(
                         f"a run has {axis}={run.params.get(axis)!r}, not an axis value"
                     )

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from memdiag.model import ConfigSummary, Run, Sweep
+from memdiag.params import has_params, index_of
 from memdiag.render.sweep_view import params_text
 from memdiag.units import format_size
 
@@ -260,7 +261,7 @@ def _plot_series(
     value, scale = measure
     colour = SERIES_COLOURS[index % len(SERIES_COLOURS)]
     points = [(c, v / scale) for c in configs if (v := value(c)) is not None]
-    ok = [(ticks.index(c.params.get(axis)), y, c) for c, y in points if c.status == "ok"]
+    ok = [(_tick(ticks, c, axis), y, c) for c, y in points if c.status == "ok"]
     ax.plot(
         [x for x, _, _ in ok], [y for _, y, _ in ok], marker="o", color=colour, lw=1.8, label=label
     )
@@ -270,7 +271,7 @@ def _plot_series(
             ax.vlines(x, low_high[0] / scale, low_high[1] / scale, color=colour, lw=4, alpha=0.3)
     for c, y in points:
         if c.status != "ok":
-            x = ticks.index(c.params.get(axis))
+            x = _tick(ticks, c, axis)
             ax.plot([x], [y], marker="x", ms=10, mew=2.5, color="#c5221f")
             ax.annotate(
                 c.status,
@@ -312,8 +313,16 @@ def _legend(ax: Any) -> None:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 
 
+def _tick(ticks: list[Any], config: ConfigSummary, axis: str) -> int:
+    """The x position of `config` on the `axis` ticks (its value matched by value)."""
+    found = index_of(ticks, config.params.get(axis))
+    if found is None:
+        raise ValueError(f"{config.params.get(axis)!r} is not a value of {axis}")
+    return found
+
+
 def _median_run(runs: list[Run], config: ConfigSummary) -> Run | None:
-    mine = [r for r in runs if all(r.params.get(k) == v for k, v in config.params.items())]
+    mine = [r for r in runs if has_params(r.params, config.params)]
     ordered = sorted(mine, key=lambda r: r.peak_rss_bytes)
     return ordered[len(ordered) // 2] if ordered else None
 

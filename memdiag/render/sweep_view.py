@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memdiag.model import ConfigSummary, MatrixRow, Sweep
+from memdiag.params import has_params, index_of
 from memdiag.units import format_size
 
 
@@ -347,10 +348,10 @@ def sweep_tables(sweep: Sweep) -> list[TableView]:
 def _reference_params(sweep: Sweep) -> dict[str, Any] | None:
     # The matrix compares configurations at one input size: its reference is among them.
     at = next((row.at for row in sweep.matrix if row.at), None) or {}
-    measured = {k: v for k, v in at.items() if v in sweep.axes.get(k, [])}
+    measured = {k: v for k, v in at.items() if index_of(sweep.axes.get(k, []), v) is not None}
     wanted = {**(sweep.reference or {}), **measured}
     for c in sweep.configs:
-        if all(c.params.get(k) == v for k, v in wanted.items()):
+        if has_params(c.params, wanted):
             return {**c.params, **at}
     return sweep.reference
 
