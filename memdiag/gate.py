@@ -15,17 +15,15 @@ Nothing matched, or a metric missing on either side, is an error, never a pass.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from memdiag.errors import MemdiagError
-from memdiag.model import SCHEMA_VERSION, load_json
+from memdiag.model import SCHEMA_VERSION, GateResult, GateRow, load_json
+from memdiag.model.gate import Verdict
 from memdiag.params import ParamsKey, params_key
 
-Verdict = Literal["ok", "improved", "within noise", "regressed", "failed", "over limit"]
-FAILING: tuple[Verdict, ...] = ("regressed", "failed", "over limit")
 # metric name -> (median field, spread field) in a comparable entry
 METRICS = {
     "peak_rss": ("peak_rss_bytes", "peak_rss_spread"),
@@ -107,35 +105,6 @@ def make_baseline(paths: list[str]) -> dict[str, Any]:
         "env": collect_env(),
         "configs": entries,
     }
-
-
-@dataclass(frozen=True)
-class GateRow:
-    """One configuration compared: baseline and current medians, change, verdict."""
-
-    target: str
-    params: dict[str, Any]
-    baseline: float | None
-    current: float | None
-    change: float | None
-    verdict: Verdict
-    reason: str = ""
-
-
-@dataclass
-class GateResult:
-    """The comparison of current results with a baseline, on one metric."""
-
-    metric: str
-    tolerance: float
-    max_peak: int | None
-    rows: list[GateRow] = field(default_factory=list)
-    only_in_baseline: list[dict[str, Any]] = field(default_factory=list)
-    only_in_current: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def failed(self) -> list[GateRow]:
-        return [row for row in self.rows if row.verdict in FAILING]
 
 
 def _key(entry: dict[str, Any], ignore: tuple[str, ...] | list[str]) -> tuple[str, ParamsKey]:

@@ -1,44 +1,12 @@
-"""The summary of a monitored series: levels, growth, verdict, and time above thresholds."""
+"""Summarising a monitored series: levels, growth, verdict, and time above thresholds."""
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
 
-from memdiag.analysis.trend import Verdict, classify, time_above
-
-
-@dataclass(frozen=True)
-class MonitorSummary:
-    """What a monitor saw, in bytes, seconds and percent of `limit_bytes`."""
-
-    samples: int
-    duration_s: float
-    min_rss_bytes: int
-    mean_rss_bytes: int
-    max_rss_bytes: int
-    last_rss_bytes: int
-    max_percent: float
-    limit_bytes: int
-    verdict: Verdict
-    growth_mb_per_hour: float
-    r2: float
-    intercept_bytes: float
-    fit_from_s: float
-    releases: int
-    period_s: float | None
-    trough_growth_mb_per_hour: float | None
-    warn: float
-    critical: float
-    above_warn_s: float
-    above_critical_s: float
-    max_uss_bytes: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON form."""
-        return asdict(self)
+from memdiag.analysis.trend import classify, time_above
+from memdiag.model import MonitorSummary
 
 
 def summarize(

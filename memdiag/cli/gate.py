@@ -16,6 +16,7 @@ Examples:
   memdiag gate reports/ci/*/results.json --baseline reports/baseline.json --md gate.md
   memdiag gate new.json --baseline reports/baseline.json --tolerance 5% --max-peak 1GB
   memdiag gate leaky.json --baseline fixed-baseline.json --ignore-param variant
+  memdiag gate new.json --baseline reports/baseline.json --json gate.json
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ from memdiag.units import parse_percent
     help="Match configurations without this parameter (repeatable).",
 )
 @click.option("--md", "md_path", default=None, metavar="FILE", help="Also write the Markdown.")
+@click.option(
+    "--json",
+    "json_path",
+    default=None,
+    metavar="FILE",
+    help="Also write the verdicts as JSON (kind gate; `memdiag report` re-renders it).",
+)
 def command(
     results: tuple[str, ...],
     baseline: str,
@@ -61,6 +69,7 @@ def command(
     metric: str,
     ignore: tuple[str, ...],
     md_path: str | None,
+    json_path: str | None = None,
 ) -> int:
     from memdiag.gate import comparable, compare
     from memdiag.render.markdown import MarkdownRenderer
@@ -75,4 +84,8 @@ def command(
     if md_path:
         Path(md_path).parent.mkdir(parents=True, exist_ok=True)
         Path(md_path).write_text(text)
+    if json_path:
+        from memdiag.model import write_json_atomic
+
+        write_json_atomic(json_path, result.to_dict())
     return 1 if result.failed else 0

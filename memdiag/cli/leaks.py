@@ -49,7 +49,7 @@ from memdiag.errors import MemdiagError
 from memdiag.units import parse_size
 
 if TYPE_CHECKING:
-    from memdiag.analysis.leaks import LeakReport
+    from memdiag.model import LeakReport
 
 
 @click.command("leaks", cls=TargetCommand, help=__doc__)

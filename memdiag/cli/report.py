@@ -1,4 +1,5 @@
-"""memdiag report: re-render a saved result: a sweep, a run, or a monitor.
+"""memdiag report: re-render any saved result: a sweep, a run, a monitor, a snapshot, a
+snapshot diff, a leak report, a gate result, a pytest report or a baseline.
 
 \b
 Nothing is re-run. A sweep's results.json gets its whole report again (Markdown, HTML,
@@ -7,8 +8,10 @@ the saved runs first, and the report with its own results.json goes to --out, or
 the folder decision/ beside RESULTS. RESULTS itself is never changed. A run (`memdiag run
 --json`) gets its summary, and its timeline with --plot. A monitor's samples.jsonl gets its
 summary (recomputed from the samples, so a monitor that was killed renders too), and its
-plot with --plot. Exit code 2 when the file is missing, corrupt, of an unknown kind, or from
-another memdiag version.
+plot with --plot. A snapshot, a snapshot diff (`memdiag diff --json`) and a leak report
+(`memdiag leaks --json`) are printed as their commands print them; a gate result (`memdiag
+gate --json`), a pytest report and a baseline as Markdown. Exit code 2 when the file is
+missing, corrupt, of an unknown kind, or from another memdiag version.
 
 \b
 Examples:
@@ -17,10 +20,12 @@ Examples:
   memdiag report reports/import/results.json --out /tmp/review --quiet
   memdiag report reports/run.json --plot run.png
   memdiag report samples.jsonl --plot monitor.png
+  memdiag report reports/leaks.json
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +71,9 @@ def command(
         return render_monitor_file(results, plot_path)
     if kind == "run":
         return _render_run(results, plot_path)
-    return _render_sweep(results, out, quiet, decision)
+    if kind == "sweep":
+        return _render_sweep(results, out, quiet, decision)
+    return _RENDERERS[kind](results)
 
 
 def _kind(path: str) -> str:
@@ -80,7 +87,70 @@ def _kind(path: str) -> str:
         return "monitor"
     from memdiag.model import load_json
 
-    return str(load_json(path, ("sweep", "run"))["kind"])
+    return str(load_json(path, ("sweep", "run", *_RENDERERS))["kind"])
+
+
+def _render_snapshot(path: str) -> int:
+    from memdiag.model import load_snapshot
+    from memdiag.render.snapshot_view import SnapshotRenderer
+
+    SnapshotRenderer().snapshot(load_snapshot(path))
+    return 0
+
+
+def _render_diff(path: str) -> int:
+    from memdiag.model import SnapshotDiff, load_json
+    from memdiag.render.snapshot_view import SnapshotRenderer
+
+    data = load_json(path, ("snapshot-diff",))
+    try:
+        diff = SnapshotDiff.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MemdiagError(f"{path}: damaged snapshot-diff file ({exc})") from None
+    SnapshotRenderer().diff(diff)
+    return 0
+
+
+def _render_leaks(path: str) -> int:
+    from memdiag.model import load_json, load_leak_report
+    from memdiag.render.leaks_view import LeakTerminalRenderer
+
+    report = load_leak_report(path)
+    extra = load_json(path, ("leak-report",))
+    if extra.get("partial"):
+        click.echo(f"PARTIAL: {report.snapshots} snapshots, stopped by Ctrl-C")
+    LeakTerminalRenderer().report(report, searched=extra.get("chain_search"))
+    return 0
+
+
+def _render_gate(path: str) -> int:
+    from memdiag.model import load_gate_result
+    from memdiag.render.markdown import MarkdownRenderer
+
+    click.echo(MarkdownRenderer().gate(load_gate_result(path)))
+    return 0
+
+
+def _render_entries(path: str) -> int:
+    from memdiag.gate import comparable
+    from memdiag.model import load_json
+    from memdiag.render.markdown import MarkdownRenderer
+
+    kind = load_json(path, ("pytest", "baseline"))["kind"]
+    title = "Baseline" if kind == "baseline" else "pytest memory report"
+    click.echo(MarkdownRenderer().entries(title, comparable(path)))
+    return 0
+
+
+# Every other saved kind: how `memdiag report` prints it.
+_RENDERERS: dict[str, Callable[[str], int]] = {
+    "snapshot": _render_snapshot,
+    "snapshot-diff": _render_diff,
+    "leak-report": _render_leaks,
+    "gate": _render_gate,
+    "pytest": _render_entries,
+    "baseline": _render_entries,
+}
 
 
 def _render_run(path: str, plot_path: str | None) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from memdiag.analysis.leaks import LeakReport, NativeGrowth
+from memdiag.model import LeakReport, NativeGrowth
 from memdiag.render.snapshot_view import MACHINERY, short_path, site_text
 from memdiag.render.sweep_view import params_text
 from memdiag.render.terminal import make_console

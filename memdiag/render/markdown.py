@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from memdiag.model import Sweep
 from memdiag.render.sweep_view import TableView, notes, summary, sweep_tables
 
 if TYPE_CHECKING:
-    from memdiag.gate import GateResult
+    from memdiag.model import GateResult
 
 
 def _cell(text: str) -> str:
@@ -41,6 +41,12 @@ class MarkdownRenderer:
         for title, path in (images or {}).items():
             parts.append(f"![{title}]({path})\n")
         return "\n".join(parts)
+
+    def entries(self, title: str, entries: list[dict[str, Any]]) -> str:
+        """Return comparable entries (a baseline, a pytest report) as a Markdown table."""
+        from memdiag.render.gate_view import entries_table
+
+        return table_markdown(entries_table(title, entries))
 
     def gate(self, result: GateResult) -> str:
         """Return the gate's verdicts as Markdown, for a pull-request comment."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from memdiag.analysis.monitoring import MonitorSummary
+from memdiag.model import MonitorSummary
 from memdiag.render.monitor_view import VERDICT_TEXT
 from memdiag.render.png import MB, _pyplot, _save
 from memdiag.units import format_size

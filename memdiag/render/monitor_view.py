@@ -17,8 +17,8 @@ from memdiag.units import format_size
 
 if TYPE_CHECKING:
     from memdiag.analysis.fit import LinearFit
-    from memdiag.analysis.monitoring import MonitorSummary
     from memdiag.measure.watch import MonitorSample
+    from memdiag.model import MonitorSummary
 
 BARS = "▁▂▃▄▅▆▇█"
 LIVE_REFRESH_S = 0.25

@@ -134,6 +134,34 @@ class SnapshotRenderer:
             )
         self.console.print(table)
 
+    def snapshot(self, snap: Snapshot, top: int = 15) -> None:
+        """Print one saved snapshot: its process view, or its largest sites and types."""
+        if snap.processes:
+            self.process(snap)
+            return
+        parts = [f"RSS {format_size(snap.rss_bytes)}"]
+        if snap.heap_bytes is not None:
+            parts.append(f"Python heap {format_size(snap.heap_bytes)}")
+        self.console.print(f"[bold]{snap.label}[/] {snap.target}: " + ", ".join(parts))
+        sites = sorted(snap.sites, key=lambda s: s.size_bytes, reverse=True)[:top]
+        if sites:
+            table = Table(title="largest allocation sites", title_justify="left", pad_edge=False)
+            for column in ("site", "size", "blocks"):
+                table.add_column(column, justify="left" if column == "site" else "right")
+            for s in sites:
+                table.add_row(site_text(s.traceback), format_size(s.size_bytes), f"{s.count:,}")
+            self.console.print(table)
+        types = sorted(snap.types, key=lambda t: t.size_bytes, reverse=True)[:top]
+        if types:
+            table = Table(title="largest types", title_justify="left", pad_edge=False)
+            for column in ("type", "size", "objects"):
+                table.add_column(column, justify="left" if column == "type" else "right")
+            for t in types:
+                table.add_row(t.name, format_size(t.size_bytes), f"{t.count:,}")
+            self.console.print(table)
+        if snap.at_peak:
+            self.peak(snap.peak_heap_bytes, snap.at_peak, top)
+
     def process(self, snap: Snapshot) -> None:
         """Print a process-level view: totals, regions, and one row per process."""
         self.console.print(
