@@ -25,7 +25,7 @@ from pathlib import Path
 
 import click
 
-from memdiag.cli.common import size_option
+from memdiag.cli.common import load_comparable, size_option
 from memdiag.units import parse_percent
 
 
@@ -71,13 +71,13 @@ def command(
     md_path: str | None,
     json_path: str | None = None,
 ) -> int:
-    from memdiag.gate import comparable, compare
+    from memdiag.analysis.gate import compare
     from memdiag.render.markdown import MarkdownRenderer
 
     allowed = parse_percent(tolerance, name="--tolerance", upper=10.0)
     limit = size_option(max_peak)
-    base = comparable(baseline)
-    current = [entry for path in results for entry in comparable(path)]
+    base = load_comparable(baseline)
+    current = [entry for path in results for entry in load_comparable(path)]
     result = compare(base, current, metric=metric, tolerance=allowed, max_peak=limit, ignore=ignore)
     text = MarkdownRenderer().gate(result)
     click.echo(text)

@@ -132,13 +132,13 @@ def _render_gate(path: str) -> int:
 
 
 def _render_entries(path: str) -> int:
-    from memdiag.gate import comparable
+    from memdiag.cli.common import load_comparable
     from memdiag.model import load_json
     from memdiag.render.markdown import MarkdownRenderer
 
     kind = load_json(path, ("pytest", "baseline"))["kind"]
     title = "Baseline" if kind == "baseline" else "pytest memory report"
-    click.echo(MarkdownRenderer().entries(title, comparable(path)))
+    click.echo(MarkdownRenderer().entries(title, load_comparable(path)))
     return 0
 
 
