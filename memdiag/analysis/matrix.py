@@ -53,6 +53,26 @@ def find_reference(
     return None
 
 
+def reference_config(
+    configs: list[ConfigSummary],
+    matrix: list[MatrixRow],
+    axes: dict[str, list[Any]],
+    reference: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    """Return the params of the configuration the matrix compares with, at the decision
+    size (`--at` values included); None when no configuration matches `reference`.
+
+    The matrix compares configurations at one input size: its reference is among them.
+    """
+    at = next((row.at for row in matrix if row.at), None) or {}
+    measured = {k: v for k, v in at.items() if index_of(axes.get(k, []), v) is not None}
+    wanted = {**(reference or {}), **measured}
+    for config in configs:
+        if has_params(config.params, wanted):
+            return {**config.params, **at}
+    return None
+
+
 def build_matrix(
     configs: list[ConfigSummary],
     budgets_bytes: list[int],

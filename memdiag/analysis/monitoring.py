@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from memdiag.analysis.trend import classify, time_above
 from memdiag.model import MonitorSummary
+
+if TYPE_CHECKING:
+    from memdiag.measure.watch import MonitorSample
 
 
 def summarize(
@@ -49,4 +53,18 @@ def summarize(
         above_warn_s=round(time_above(times, percents, warn), 3),
         above_critical_s=round(time_above(times, percents, critical), 3),
         max_uss_bytes=int(max(uss)) if uss else None,
+    )
+
+
+def summarize_samples(
+    samples: Sequence[MonitorSample], thresholds: tuple[float, float], limit_bytes: int
+) -> MonitorSummary | None:
+    """Return the summary of saved monitor samples (see summarize); None without samples."""
+    return summarize(
+        [s.t_s for s in samples],
+        [s.rss_bytes for s in samples],
+        [s.percent for s in samples],
+        thresholds,
+        limit_bytes,
+        [s.uss_bytes for s in samples if s.uss_bytes is not None],
     )

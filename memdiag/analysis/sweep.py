@@ -13,7 +13,7 @@ from memdiag.analysis.candidates import (
     predicted_candidates,
 )
 from memdiag.analysis.hosts import host_warnings, summarise_hosts
-from memdiag.analysis.matrix import build_matrix
+from memdiag.analysis.matrix import build_matrix, reference_config
 from memdiag.analysis.scaling import capacities, fit_scaling, predict, size_axes
 from memdiag.analysis.search import search_all
 from memdiag.analysis.variants import compare_variants
@@ -52,6 +52,7 @@ def analyse_sweep(sweep: Sweep) -> Sweep:
         search=searches(sweep)[0],
         hosts=hosts,
         host_warnings=host_warnings(sweep.runs, sweep.axes, sweep.budgets_bytes, hosts),
+        reference_config=reference_config(configs, matrix, sweep.axes, sweep.reference),
     )
 
 

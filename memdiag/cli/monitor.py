@@ -242,7 +242,7 @@ def _write_outputs(result: dict[str, Any], json_path: str | None, plot_path: str
 
         write_json_atomic(json_path, record)
     if plot_path and summary is not None:
-        from memdiag.render.monitor_png import plot_monitor
+        from memdiag.render.png import plot_monitor
 
         series = result["series"]
         uss = list(zip(series.uss_times, series.uss, strict=True))

@@ -66,8 +66,6 @@ def command(
 ) -> int:
     kind = _kind(results)
     if kind == "monitor":
-        from memdiag.render.monitor_report import render_monitor_file
-
         return render_monitor_file(results, plot_path)
     if kind == "run":
         return _render_run(results, plot_path)
@@ -151,6 +149,40 @@ _RENDERERS: dict[str, Callable[[str], int]] = {
     "pytest": _render_entries,
     "baseline": _render_entries,
 }
+
+
+def render_monitor_file(path: str, plot_path: str | None = None) -> int:
+    """Print the summary of the monitor saved in `path`; write its PNG to `plot_path`.
+
+    The summary is computed again from the samples, so a file cut short by a killed monitor
+    renders too. Returns the exit code: 0 (a bad file raises MemdiagError, exit 2).
+    """
+    from memdiag.analysis.monitoring import summarize_samples
+    from memdiag.measure.samples_file import read_samples_file
+    from memdiag.render.monitor_view import event_lines, summary_lines
+
+    record = read_samples_file(path)
+    header, samples = record.header, record.samples
+    thresholds = (float(header.get("warn", 75)), float(header.get("critical", 85)))
+    limit = int(header.get("limit_bytes") or 0)
+    if limit <= 0:
+        raise MemdiagError(f"{path}: the monitor header has no limit_bytes")
+    summary = summarize_samples(samples, thresholds, limit)
+    saved = record.summary or {}
+    ended = str(saved.get("ended", "unknown (no summary line: the monitor was killed)"))
+    target = str(header.get("target", "?"))
+    for line in summary_lines(summary, target, ended, saved.get("exit_code")):
+        click.echo(line)
+    for line in event_lines(record.events):
+        click.echo(line)
+    if plot_path and summary is not None:
+        from memdiag.render.png import plot_monitor
+
+        uss = [(s.t_s, float(s.uss_bytes)) for s in samples if s.uss_bytes is not None]
+        times = [s.t_s for s in samples]
+        plot_monitor(times, [float(s.rss_bytes) for s in samples], uss, summary, target, plot_path)
+        click.echo(f"plot: {plot_path}")
+    return 0
 
 
 def _render_run(path: str, plot_path: str | None) -> int:

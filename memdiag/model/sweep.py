@@ -244,6 +244,9 @@ class Sweep:
     # The machines the runs ran on, and what a reader must know about them (analysis).
     hosts: list[HostSummary] = field(default_factory=list)
     host_warnings: list[str] = field(default_factory=list)
+    # The configuration the matrix compares with (analysis): its params at the decision
+    # size; None when no configuration matches `reference` (then `reference` is shown).
+    reference_config: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form (`schema_version`, `kind: "sweep"` first); runs in full."""

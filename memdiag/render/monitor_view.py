@@ -171,3 +171,12 @@ def summary_lines(
         f"critical {s.critical:g}%: {s.above_critical_s:.1f} s"
     )
     return lines
+
+
+def event_lines(events: list[dict[str, Any]]) -> list[str]:
+    """Return the saved warning and critical events as plain lines, one per event."""
+    return [
+        f"  event      {event['t_s']:.1f} s: {event['event']} at {event['percent']}%"
+        for event in events
+        if event.get("event") in ("warning", "critical")
+    ]

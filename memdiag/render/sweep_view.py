@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memdiag.model import ConfigSummary, MatrixRow, Sweep
-from memdiag.params import has_params, index_of
 from memdiag.units import format_size
 
 
@@ -346,14 +345,8 @@ def sweep_tables(sweep: Sweep) -> list[TableView]:
 
 
 def _reference_params(sweep: Sweep) -> dict[str, Any] | None:
-    # The matrix compares configurations at one input size: its reference is among them.
-    at = next((row.at for row in sweep.matrix if row.at), None) or {}
-    measured = {k: v for k, v in at.items() if index_of(sweep.axes.get(k, []), v) is not None}
-    wanted = {**(sweep.reference or {}), **measured}
-    for c in sweep.configs:
-        if has_params(c.params, wanted):
-            return {**c.params, **at}
-    return sweep.reference
+    # Found by analysis (analysis/matrix.py reference_config); else the --reference given.
+    return sweep.reference_config or sweep.reference
 
 
 def _product(axes: dict[str, list[Any]]) -> int:
