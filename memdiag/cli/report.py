@@ -31,7 +31,7 @@ from typing import Any
 
 import click
 
-from memdiag.cli.decision import (
+from memdiag.cli.decision_options import (
     decision_options,
     parse_budgets,
     parse_headroom,
@@ -157,8 +157,8 @@ def render_monitor_file(path: str, plot_path: str | None = None) -> int:
     The summary is computed again from the samples, so a file cut short by a killed monitor
     renders too. Returns the exit code: 0 (a bad file raises MemdiagError, exit 2).
     """
-    from memdiag.analysis.monitoring import summarize_samples
-    from memdiag.measure.samples_file import read_samples_file
+    from memdiag.analysis.monitor import summarize_samples
+    from memdiag.measure.monitor_file import read_samples_file
     from memdiag.render.monitor_view import event_lines, summary_lines
 
     record = read_samples_file(path)
@@ -186,7 +186,7 @@ def render_monitor_file(path: str, plot_path: str | None = None) -> int:
 
 
 def _render_run(path: str, plot_path: str | None) -> int:
-    from memdiag.analysis.peak import phase_peaks
+    from memdiag.analysis.phases import phase_peaks
     from memdiag.model import load_run
     from memdiag.render.terminal import TerminalRenderer
 

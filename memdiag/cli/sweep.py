@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from memdiag.cli.common import TargetCommand, external_command, positive, size_option
-from memdiag.cli.decision import (
+from memdiag.cli.decision_options import (
     decision_options,
     parse_budgets,
     parse_headroom,
@@ -117,7 +117,7 @@ if TYPE_CHECKING:
 @click.pass_context
 def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
     from memdiag.analysis.sweep import analyse_sweep
-    from memdiag.measure.child import RunOptions
+    from memdiag.measure.runner import RunOptions
     from memdiag.measure.sweep import default_name, expand, open_runner, pending_runs
     from memdiag.render.report import save_results, write_report
     from memdiag.render.terminal import TerminalRenderer

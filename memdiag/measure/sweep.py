@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import psutil
 
 from memdiag.errors import MemdiagError
-from memdiag.measure.child import RunOptions, measure_run
+from memdiag.measure.runner import RunOptions, measure_run
 from memdiag.model import TUNING_AXES, Run
 from memdiag.params import params_key
 from memdiag.targets import Target

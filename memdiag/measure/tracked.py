@@ -1,6 +1,6 @@
 """Snapshot series of a target: before/after one call, per iteration, or per interval.
 
-Python targets run in `memdiag.measure.tracked_child` behind the same launcher as
+Python targets run in `memdiag.measure.child_tracked` behind the same launcher as
 `memdiag run` (so the run's own figures stay exact); external commands are sampled from
 outside, their RSS every interval. Every function returns the Run and the snapshots.
 """
@@ -19,9 +19,9 @@ from typing import Any
 
 from memdiag.analysis.leaks import LeakSettings
 from memdiag.errors import MemdiagError
-from memdiag.measure import tracked_child
-from memdiag.measure.child import MeasurementInterrupted, RunOptions, measure_run
+from memdiag.measure import child_tracked
 from memdiag.measure.heap import HeapCapture
+from memdiag.measure.runner import MeasurementInterrupted, RunOptions, measure_run
 from memdiag.model import Run, Snapshot, load_json, load_snapshot, write_json_atomic
 from memdiag.targets import Target
 
@@ -162,7 +162,7 @@ def leak_series(
     work.mkdir(parents=True, exist_ok=True)
     for old in work.glob("iter-*.json"):
         old.unlink()
-    (work / tracked_child.STOP_FILE).unlink(missing_ok=True)
+    (work / child_tracked.STOP_FILE).unlink(missing_ok=True)
     extra = {
         "mode": "every" if plan.every else "leaks",
         "out": str(work),
@@ -177,7 +177,7 @@ def leak_series(
     watcher = SnapshotWatcher(work, on_snapshot)
     # Per call, the child can stop between two calls; with --every there is one call, which
     # Ctrl-C stops at once (the snapshots taken are kept either way).
-    interrupt = StopOnInterrupt(work / tracked_child.STOP_FILE, enabled=not plan.every)
+    interrupt = StopOnInterrupt(work / child_tracked.STOP_FILE, enabled=not plan.every)
     try:
         with watcher, interrupt:
             run = _measure(target, params, _options(target, extra, timeout=plan.timeout))
@@ -268,7 +268,7 @@ def _options(
 ) -> RunOptions:
     extra.setdefault("target", target.text)
     return RunOptions(
-        child_module=tracked_child.__name__,
+        child_module=child_tracked.__name__,
         extra=extra,
         memray_path=memray_path,
         native=native,

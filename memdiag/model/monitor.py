@@ -1,7 +1,7 @@
 """What a monitor saw, summarised: the `summary` line of a monitor's samples.jsonl.
 
 The samples file itself (header, samples, events, summary) is read by
-measure/samples_file.py; this is the summary's shape, in bytes, seconds and percent.
+measure/monitor_file.py; this is the summary's shape, in bytes, seconds and percent.
 """
 
 from __future__ import annotations

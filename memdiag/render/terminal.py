@@ -6,7 +6,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from memdiag.analysis.peak import PhasePeak
+from memdiag.analysis.phases import PhasePeak
 from memdiag.model import Run, Sweep
 from memdiag.render.sweep_view import TableView, notes, params_text, summary, sweep_tables
 from memdiag.units import format_size

@@ -1,7 +1,7 @@
-"""The measured child of `memdiag snapshot` and `memdiag leaks`: the target under tracemalloc.
+"""Runs in the child of `memdiag snapshot` and `memdiag leaks`: the target under tracemalloc.
 
-Run through memdiag's launcher as `python -m memdiag.measure.tracked_child SPEC.json`, as
-`memdiag.measure.bootstrap` is, whose target loading, GC timing and result file it shares.
+Run through memdiag's launcher as `python -m memdiag.measure.child_tracked SPEC.json`, as
+`memdiag.measure.child_bootstrap` is, whose target loading, GC timing and result file it shares.
 `spec["extra"]` says what to do:
 
 - `mode: "snapshot"`: snapshot before the call, at each probe phase boundary (`at_phase`),
@@ -29,7 +29,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from memdiag.measure import bootstrap
+from memdiag.measure import child_bootstrap
 from memdiag.measure.snapshot import capture, in_fork
 from memdiag.model import SCHEMA_VERSION
 
@@ -288,4 +288,4 @@ def run_tracked(func: Any, spec: dict[str, Any]) -> int:
 
 
 if __name__ == "__main__":
-    bootstrap.main(run_tracked)
+    child_bootstrap.main(run_tracked)
