@@ -214,3 +214,35 @@ def _attach(report: LeakReport, evidence: dict[str, Any]) -> None:
     for kind in report.types:
         found = evidence.get("types", {}).get(kind.name, {})
         kind.site, kind.chain = found.get("site"), found.get("chain")
+
+
+# How many leading leaks get a reference chain (twice as many sites get their type named).
+CHAINS = 3
+
+
+def attribution_request(
+    snaps: Sequence[Snapshot], settings: LeakSettings, chains: int = CHAINS
+) -> dict[str, Any]:
+    """Return what the measured child should name in its live process, as JSON data.
+
+    `sites`: the leading leaking sites (`file:line`, 2 × `chains`), whose type it names, the
+    first `chains` with a reference chain; `types`: the leading leaking types, each with
+    `largest_at_least` (bytes) when it grows without new objects (its largest objects are
+    the ones that grew), else None (sample the objects allocated at its sites);
+    `grown_types`: the types with more live objects at the end, the only ones scanned.
+    """
+    report = find_leaks(snaps, settings)
+    types = [
+        {
+            "name": leak.name,
+            "largest_at_least": (
+                leak.bytes_per_iteration * leak.intervals / 2
+                if leak.objects_per_iteration < 1
+                else None
+            ),
+        }
+        for leak in report.types[:chains]
+    ]
+    sites = [leak.site for leak in report.sites[: chains * 2]]
+    grown = sorted(grown_types(snaps[settings.warmup :])) if sites or types else []
+    return {"chains": chains, "sites": sites, "types": types, "grown_types": grown}
