@@ -97,15 +97,11 @@ def _render_snapshot(path: str) -> int:
 
 
 def _render_diff(path: str) -> int:
-    from memdiag.model import SnapshotDiff, load_json
+    from memdiag.model import SnapshotDiff
+    from memdiag.model.files import load_model
     from memdiag.render.snapshot_view import SnapshotRenderer
 
-    data = load_json(path, ("snapshot-diff",))
-    try:
-        diff = SnapshotDiff.from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MemdiagError(f"{path}: damaged snapshot-diff file ({exc})") from None
-    SnapshotRenderer().diff(diff)
+    SnapshotRenderer().diff(load_model(path, "snapshot-diff", SnapshotDiff.from_dict))
     return 0
 
 

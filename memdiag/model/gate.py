@@ -9,8 +9,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from memdiag.errors import MemdiagError
-from memdiag.model.files import SCHEMA_VERSION, load_json
+from memdiag.model.files import SCHEMA_VERSION, load_model
 
 Verdict = Literal["ok", "improved", "within noise", "regressed", "failed", "over limit"]
 FAILING: tuple[Verdict, ...] = ("regressed", "failed", "over limit")
@@ -59,8 +58,4 @@ class GateResult:
 
 def load_gate_result(path: str | os.PathLike[str]) -> GateResult:
     """Return the GateResult saved at `path` (by `memdiag gate --json`)."""
-    data = load_json(path, ("gate",))
-    try:
-        return GateResult.from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MemdiagError(f"{path}: damaged gate file ({exc})") from None
+    return load_model(path, "gate", GateResult.from_dict)

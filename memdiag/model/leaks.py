@@ -9,8 +9,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from memdiag.errors import MemdiagError
-from memdiag.model.files import SCHEMA_VERSION, load_json
+from memdiag.model.files import SCHEMA_VERSION, load_model
 
 
 @dataclass
@@ -103,8 +102,4 @@ class LeakReport:
 
 def load_leak_report(path: str | os.PathLike[str]) -> LeakReport:
     """Return the LeakReport saved at `path` (by `memdiag leaks --json`)."""
-    data = load_json(path, ("leak-report",))
-    try:
-        return LeakReport.from_dict(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MemdiagError(f"{path}: damaged leak-report file ({exc})") from None
+    return load_model(path, "leak-report", LeakReport.from_dict)

@@ -6,8 +6,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from memdiag.errors import MemdiagError
-from memdiag.model.files import KIND_VERSIONS, load_json
+from memdiag.model.files import KIND_VERSIONS, load_model
 from memdiag.model.run import Run, Status
 from memdiag.params import index_of
 
@@ -287,8 +286,5 @@ _SWEEP_PARTS: dict[str, Any] = {
 
 def load_sweep(path: str | os.PathLike[str]) -> Sweep:
     """Return the Sweep saved at `path` (a sweep's results.json)."""
-    data = load_json(path, ("sweep",))
-    try:
-        return Sweep.from_dict(data)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise MemdiagError(f"{path}: damaged sweep file ({exc})") from None
+    damaged = (TypeError, ValueError, KeyError, AttributeError)
+    return load_model(path, "sweep", Sweep.from_dict, damaged)

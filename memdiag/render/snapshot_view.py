@@ -144,23 +144,24 @@ class SnapshotRenderer:
             parts.append(f"Python heap {format_size(snap.heap_bytes)}")
         self.console.print(f"[bold]{snap.label}[/] {snap.target}: " + ", ".join(parts))
         sites = sorted(snap.sites, key=lambda s: s.size_bytes, reverse=True)[:top]
-        if sites:
-            table = Table(title="largest allocation sites", title_justify="left", pad_edge=False)
-            for column in ("site", "size", "blocks"):
-                table.add_column(column, justify="left" if column == "site" else "right")
-            for s in sites:
-                table.add_row(site_text(s.traceback), format_size(s.size_bytes), f"{s.count:,}")
-            self.console.print(table)
+        rows = [[site_text(s.traceback), format_size(s.size_bytes), f"{s.count:,}"] for s in sites]
+        self._largest("largest allocation sites", ("site", "size", "blocks"), rows)
         types = sorted(snap.types, key=lambda t: t.size_bytes, reverse=True)[:top]
-        if types:
-            table = Table(title="largest types", title_justify="left", pad_edge=False)
-            for column in ("type", "size", "objects"):
-                table.add_column(column, justify="left" if column == "type" else "right")
-            for t in types:
-                table.add_row(t.name, format_size(t.size_bytes), f"{t.count:,}")
-            self.console.print(table)
+        rows = [[t.name, format_size(t.size_bytes), f"{t.count:,}"] for t in types]
+        self._largest("largest types", ("type", "size", "objects"), rows)
         if snap.at_peak:
             self.peak(snap.peak_heap_bytes, snap.at_peak, top)
+
+    def _largest(self, title: str, columns: tuple[str, ...], rows: list[list[str]]) -> None:
+        """Print a table whose first column names and the others count (none without rows)."""
+        if not rows:
+            return
+        table = Table(title=title, title_justify="left", pad_edge=False)
+        for index, column in enumerate(columns):
+            table.add_column(column, justify="left" if index == 0 else "right")
+        for row in rows:
+            table.add_row(*row)
+        self.console.print(table)
 
     def process(self, snap: Snapshot) -> None:
         """Print a process-level view: totals, regions, and one row per process."""
