@@ -90,7 +90,7 @@ def _kind(path: str) -> str:
 
 def _render_snapshot(path: str) -> int:
     from memdiag.model import load_snapshot
-    from memdiag.render.snapshot_view import SnapshotRenderer
+    from memdiag.render.terminal import SnapshotRenderer
 
     SnapshotRenderer().snapshot(load_snapshot(path))
     return 0
@@ -99,7 +99,7 @@ def _render_snapshot(path: str) -> int:
 def _render_diff(path: str) -> int:
     from memdiag.model import SnapshotDiff
     from memdiag.model.files import load_model
-    from memdiag.render.snapshot_view import SnapshotRenderer
+    from memdiag.render.terminal import SnapshotRenderer
 
     SnapshotRenderer().diff(load_model(path, "snapshot-diff", SnapshotDiff.from_dict))
     return 0
@@ -107,7 +107,7 @@ def _render_diff(path: str) -> int:
 
 def _render_leaks(path: str) -> int:
     from memdiag.model import load_json, load_leak_report
-    from memdiag.render.leaks_view import LeakTerminalRenderer
+    from memdiag.render.terminal import LeakTerminalRenderer
 
     report = load_leak_report(path)
     extra = load_json(path, ("leak-report",))

@@ -144,7 +144,7 @@ def _render(run: Run, json_path: str | None, plot_path: str | None, quiet: bool)
         TerminalRenderer().run(run, phase_peaks(run))
         if run.at_peak:
             from memdiag.model.snapshot import PeakSite
-            from memdiag.render.snapshot_view import SnapshotRenderer
+            from memdiag.render.terminal import SnapshotRenderer
 
             sites = [PeakSite(**site) for site in run.at_peak]
             SnapshotRenderer().peak(run.peak_heap_bytes, sites)
