@@ -26,7 +26,7 @@ _LAZY = {
     "health": ("memdiag.health", None),
     "Run": ("memdiag.model", "Run"),
     "load_run": ("memdiag.model", "load_run"),
-    "measure_run": ("memdiag.measure.child", "measure_run"),
+    "measure_run": ("memdiag.measure.runner", "measure_run"),
     "probe": ("memdiag.probe", None),
 }
 

@@ -28,7 +28,7 @@ import psutil
 
 from memdiag.analysis.trend import classify
 from memdiag.health_http import make_app
-from memdiag.measure.watch import resolve_limit
+from memdiag.measure.monitor_sample import resolve_limit
 from memdiag.monitor import collect_garbage, traced_heap_bytes
 
 __all__ = ["app", "clear_caches", "memory_status", "observe", "register_cache_clearer"]

@@ -30,7 +30,7 @@ from typing import Any
 import psutil
 
 from memdiag.analysis.thresholds import ThresholdTracker
-from memdiag.measure.watch import resolve_limit
+from memdiag.measure.monitor_sample import resolve_limit
 from memdiag.units import parse_size
 
 logger = logging.getLogger("memdiag.monitor")

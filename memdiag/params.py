@@ -54,3 +54,14 @@ def has_params(params: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
         name in params and value_key(params[name]) == value_key(value)
         for name, value in wanted.items()
     )
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Return True when `a` and `b` are the same parameter value (see value_key)."""
+    return value_key(a) == value_key(b)
+
+
+def index_of(values: Iterable[Any], value: Any) -> int | None:
+    """Return the position of `value` among `values` by value (None when absent)."""
+    wanted = value_key(value)
+    return next((i for i, v in enumerate(values) if value_key(v) == wanted), None)

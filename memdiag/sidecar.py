@@ -14,7 +14,7 @@ from typing import Any
 import psutil
 
 from memdiag.health import HISTORY_POINTS, trend_of
-from memdiag.measure.watch import MonitorSample, TreeWatcher, Watcher
+from memdiag.measure.monitor_sample import MonitorSample, TreeWatcher, Watcher
 
 
 class Sidecar:

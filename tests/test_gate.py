@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from memdiag.analysis.gate import compare
 from memdiag.errors import MemdiagError
-from memdiag.gate import compare
 from tests.conftest import MB, memdiag
 
 

@@ -10,7 +10,7 @@ import pytest
 from memdiag.analysis.diff import compare_snapshots
 from memdiag.analysis.leaks import LeakSettings, find_leaks, grows, trend
 from memdiag.model import SiteStat, Snapshot, SnapshotDiff, TypeStat, load_snapshot
-from memdiag.render.leaks_view import LeakMarkdownRenderer
+from memdiag.render.markdown import LeakMarkdownRenderer
 from tests.conftest import MB
 
 KB = 1024

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from memdiag.measure.child import RunOptions, measure_run
+from memdiag.measure.runner import RunOptions, measure_run
 from memdiag.targets import parse_target
 from tests.conftest import MB
 from tests.jobs import touch

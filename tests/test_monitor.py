@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from memdiag.cli.report import render_monitor_file
 from memdiag.monitor import MemoryMonitor
-from memdiag.render.monitor_report import render_monitor_file
 from tests.conftest import MB, memdiag
 from tests.plots import assert_line_shows, colour_pixels, keep_figures, line_of
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from memdiag.measure import launcher
-from memdiag.measure.child import kill_verdict
+from memdiag.measure import child_launcher as launcher
+from memdiag.measure.runner import kill_verdict
 from memdiag.model import load_run
 from tests.conftest import MB, memdiag
 from tests.plots import assert_monitor_plot_shows, assert_run_plot_shows

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from memdiag.measure.sweep import build_axes, expand, params_key, pending_runs
+from memdiag.measure.sweep import build_axes, expand, pending_runs
+from memdiag.params import params_key
 from tests.conftest import MB, memdiag
 from tests.plots import assert_sweep_plots_show
 

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from memdiag.analysis.fit import RunningFit, fit_line
-from memdiag.analysis.monitoring import summarize
+from memdiag.analysis.monitor import summarize
 from memdiag.analysis.thresholds import ThresholdTracker
 from memdiag.analysis.trend import classify, time_above
 from memdiag.errors import MemdiagError

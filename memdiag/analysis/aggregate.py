@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections import Counter
 from typing import Any
 
 from memdiag.model import ConfigSummary, Run, Status
+from memdiag.params import ParamsKey, index_of, params_key
 
 
 def config_params(run: Run, axes: dict[str, list[Any]]) -> dict[str, Any]:
@@ -17,16 +17,23 @@ def config_params(run: Run, axes: dict[str, list[Any]]) -> dict[str, Any]:
 
 def summarise(runs: list[Run], axes: dict[str, list[Any]]) -> list[ConfigSummary]:
     """Return one summary per configuration that has runs, in the axes' cartesian order."""
-    groups: dict[str, list[Run]] = {}
+    groups: dict[ParamsKey, list[Run]] = {}
     for run in runs:
-        key = json.dumps(config_params(run, axes), sort_keys=True, default=str)
+        key = params_key(config_params(run, axes))
         groups.setdefault(key, []).append(run)
 
     def order(group: list[Run]) -> list[int]:
         params = config_params(group[0], axes)
-        return [axes[name].index(params[name]) for name in axes]
+        return [_position(axes[name], params[name]) for name in axes]
 
     return [summarise_config(g, axes) for g in sorted(groups.values(), key=order)]
+
+
+def _position(values: list[Any], value: Any) -> int:
+    found = index_of(values, value)
+    if found is None:
+        raise ValueError(f"{value!r} is not an axis value")
+    return found
 
 
 def summarise_config(runs: list[Run], axes: dict[str, list[Any]]) -> ConfigSummary:

@@ -13,6 +13,7 @@ from typing import Any
 
 from memdiag.analysis.scaling import bounds
 from memdiag.model import ConfigSummary, ScalingFit
+from memdiag.params import has_params
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,6 @@ class Candidate:
     basis: str
     speed: ConfigSummary
     fits: tuple[ScalingFit, ...] = ()
-
-
-def same(params: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    """Return True when `params` has every name=value of `wanted`."""
-    return all(params.get(k) == v for k, v in wanted.items())
 
 
 def measured_candidates(
@@ -66,7 +62,7 @@ def predicted_candidates(
     """
     out = []
     for fit in (f for f in fits if f.axis == axis):
-        group = [c for c in configs if same(c.params, fit.params)]
+        group = [c for c in configs if has_params(c.params, fit.params)]
         if not group or any(c.status != "ok" for c in group):
             continue
         largest = max(group, key=lambda c: c.params[axis])
@@ -92,4 +88,4 @@ def _worst(config: ConfigSummary) -> int:
 
 
 def _fits_of(params: dict[str, Any], fits: list[ScalingFit]) -> list[ScalingFit]:
-    return [f for f in fits if same(params, f.params)]
+    return [f for f in fits if has_params(params, f.params)]

@@ -30,11 +30,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from memdiag.analysis.fit import fit_line
-from memdiag.model import SCHEMA_VERSION, Snapshot
+from memdiag.model import LeakReport, NativeGrowth, SiteLeak, Snapshot, TypeLeak
 
 KB, MB = 1024, 1024 * 1024
 
@@ -64,84 +64,6 @@ class Trend:
     steps: int
     first: float
     last: float
-
-
-@dataclass
-class SiteLeak:
-    """An allocation line whose live memory grows call after call."""
-
-    site: str
-    traceback: list[list[Any]]
-    bytes_per_iteration: float
-    objects_per_iteration: float
-    size_bytes: int
-    count: int
-    grew: int
-    intervals: int
-    type: str | None = None
-    chain: dict[str, Any] | None = None
-
-
-@dataclass
-class TypeLeak:
-    """An object type whose live count grows call after call, and what keeps it alive."""
-
-    name: str
-    objects_per_iteration: float
-    bytes_per_iteration: float
-    count: int
-    size_bytes: int
-    grew: int
-    intervals: int
-    site: str | None = None
-    chain: dict[str, Any] | None = None
-
-
-@dataclass
-class NativeGrowth:
-    """RSS growing faster than the Python heap, per iteration, in bytes."""
-
-    rss_per_iteration: float
-    heap_per_iteration: float
-    native_per_iteration: float
-    grew: int
-    intervals: int
-
-
-@dataclass
-class LeakReport:
-    """What `find_leaks` concluded from a series of snapshots."""
-
-    target: str
-    params: dict[str, Any]
-    snapshots: int
-    warmup: int
-    unit: str
-    settings: dict[str, Any]
-    rss_first_bytes: int
-    rss_last_bytes: int
-    heap_first_bytes: int | None
-    heap_last_bytes: int | None
-    sites: list[SiteLeak] = field(default_factory=list)
-    types: list[TypeLeak] = field(default_factory=list)
-    native: NativeGrowth | None = None
-    status: str = "ok"
-    error: str | None = None
-
-    @property
-    def found(self) -> bool:
-        """True when anything leaks, in Python objects or natively."""
-        return bool(self.sites or self.types or self.native)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON form (`kind: "leak-report"`), read by CI gates."""
-        data = asdict(self)
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "kind": "leak-report",
-            "found": self.found,
-            **data,
-        }
 
 
 def trend(values: Sequence[float], xs: Sequence[float] | None = None) -> Trend:
@@ -292,3 +214,35 @@ def _attach(report: LeakReport, evidence: dict[str, Any]) -> None:
     for kind in report.types:
         found = evidence.get("types", {}).get(kind.name, {})
         kind.site, kind.chain = found.get("site"), found.get("chain")
+
+
+# How many leading leaks get a reference chain (twice as many sites get their type named).
+CHAINS = 3
+
+
+def attribution_request(
+    snaps: Sequence[Snapshot], settings: LeakSettings, chains: int = CHAINS
+) -> dict[str, Any]:
+    """Return what the measured child should name in its live process, as JSON data.
+
+    `sites`: the leading leaking sites (`file:line`, 2 × `chains`), whose type it names, the
+    first `chains` with a reference chain; `types`: the leading leaking types, each with
+    `largest_at_least` (bytes) when it grows without new objects (its largest objects are
+    the ones that grew), else None (sample the objects allocated at its sites);
+    `grown_types`: the types with more live objects at the end, the only ones scanned.
+    """
+    report = find_leaks(snaps, settings)
+    types = [
+        {
+            "name": leak.name,
+            "largest_at_least": (
+                leak.bytes_per_iteration * leak.intervals / 2
+                if leak.objects_per_iteration < 1
+                else None
+            ),
+        }
+        for leak in report.types[:chains]
+    ]
+    sites = [leak.site for leak in report.sites[: chains * 2]]
+    grown = sorted(grown_types(snaps[settings.warmup :])) if sites or types else []
+    return {"chains": chains, "sites": sites, "types": types, "grown_types": grown}

@@ -21,10 +21,11 @@ import dataclasses
 from typing import Any
 
 from memdiag.analysis.aggregate import by_throughput
-from memdiag.analysis.candidates import Candidate, measured_candidates, same
+from memdiag.analysis.candidates import Candidate, measured_candidates
 from memdiag.analysis.scaling import capacity_text, largest_fitting
 from memdiag.errors import MemdiagError
 from memdiag.model import ConfigSummary, MatrixRow, Run
+from memdiag.params import has_params, index_of, same_params
 
 # With one repeat there is no spread to measure: closer than this is a tie.
 SINGLE_RUN_NOISE = 0.05
@@ -36,7 +37,7 @@ def match_reference(axes: dict[str, list[Any]], reference: dict[str, Any]) -> di
         if name not in axes:
             known = ", ".join(axes) or "none"
             raise MemdiagError(f"--reference {name}: not an axis of this sweep (axes: {known})")
-        if value not in axes[name]:
+        if index_of(axes[name], value) is None:
             listed = ",".join(map(str, axes[name]))
             raise MemdiagError(f"--reference {name}={value}: not among the values ({listed})")
     return reference
@@ -47,8 +48,28 @@ def find_reference(
 ) -> ConfigSummary | None:
     """Return the first config matching every name=value of `reference` (default: the first)."""
     for config in configs:
-        if same(config.params, reference or {}):
+        if has_params(config.params, reference or {}):
             return config
+    return None
+
+
+def reference_config(
+    configs: list[ConfigSummary],
+    matrix: list[MatrixRow],
+    axes: dict[str, list[Any]],
+    reference: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    """Return the params of the configuration the matrix compares with, at the decision
+    size (`--at` values included); None when no configuration matches `reference`.
+
+    The matrix compares configurations at one input size: its reference is among them.
+    """
+    at = next((row.at for row in matrix if row.at), None) or {}
+    measured = {k: v for k, v in at.items() if index_of(axes.get(k, []), v) is not None}
+    wanted = {**(reference or {}), **measured}
+    for config in configs:
+        if has_params(config.params, wanted):
+            return {**config.params, **at}
     return None
 
 
@@ -159,7 +180,7 @@ def confirm_status(
     under a limit of the budget or more, refutes; otherwise it is pending (to be run).
     """
     allowed = headroom * budget
-    for run in (r for r in runs if r.params == params):
+    for run in (r for r in runs if same_params(r.params, params)):
         if run.ok and run.peak_rss_bytes <= allowed:
             return _confirmation("confirmed", params, run)
         if run.ok or run.status != "oom" or (run.limit_bytes or budget) >= budget:
@@ -236,7 +257,7 @@ def _reference_candidate(
     if config is None or config.status != "ok":
         return None
     wanted = {k: v for k, v in config.params.items() if k not in (at or {})}
-    return next((c for c in pool if same(c.params, wanted)), None)
+    return next((c for c in pool if has_params(c.params, wanted)), None)
 
 
 def _nothing_fits(

@@ -23,9 +23,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from memdiag.analysis.candidates import same
 from memdiag.analysis.fit import fit_line
 from memdiag.model import Run, SearchResult
+from memdiag.params import has_params, same_value
 
 PRECISION = 0.02
 TIE = 0.05
@@ -47,7 +47,9 @@ def search_budget(
     `runs` are the sweep's runs in the order they finished; those with `params` are probes.
     """
     limit = int(headroom * budget)
-    probes = [r for r in runs if same(r.params, params) and isinstance(r.params.get(axis), int)]
+    probes = [
+        r for r in runs if has_params(r.params, params) and isinstance(r.params.get(axis), int)
+    ]
     known = {
         v: fits
         for v in {r.params[axis] for r in probes}
@@ -75,7 +77,7 @@ def search_budget(
 
 def _fits(probes: list[Run], axis: str, value: int, limit: int) -> bool | None:
     """True: ran ok within the limit; False: over it or failed; None: not known at this limit."""
-    runs = [r for r in probes if r.params[axis] == value]
+    runs = [r for r in probes if same_value(r.params[axis], value)]
     ok = [r for r in runs if r.ok]
     if ok:
         return max(r.peak_rss_bytes for r in ok) <= limit

@@ -11,14 +11,14 @@ from memdiag.analysis.candidates import (
     Candidate,
     measured_candidates,
     predicted_candidates,
-    same,
 )
 from memdiag.analysis.hosts import host_warnings, summarise_hosts
-from memdiag.analysis.matrix import build_matrix
+from memdiag.analysis.matrix import build_matrix, reference_config
 from memdiag.analysis.scaling import capacities, fit_scaling, predict, size_axes
 from memdiag.analysis.search import search_all
 from memdiag.analysis.variants import compare_variants
 from memdiag.model import ConfigSummary, ScalingFit, Sweep
+from memdiag.params import has_params, index_of, same_value
 
 
 def analyse_sweep(sweep: Sweep) -> Sweep:
@@ -52,6 +52,7 @@ def analyse_sweep(sweep: Sweep) -> Sweep:
         search=searches(sweep)[0],
         hosts=hosts,
         host_warnings=host_warnings(sweep.runs, sweep.axes, sweep.budgets_bytes, hosts),
+        reference_config=reference_config(configs, matrix, sweep.axes, sweep.reference),
     )
 
 
@@ -66,16 +67,16 @@ def decision_point(
     largest = {name: max(sweep.axes[name]) for name in size_axes(sweep.axes, sweep.size_axes)}
     at_axis = next(iter(sweep.predict), None)
     if at_axis is None or at_axis not in largest:
-        decided = [c for c in configs if same(c.params, largest)]
+        decided = [c for c in configs if has_params(c.params, largest)]
         return largest, decided, measured_candidates(decided, fits)
     value = sweep.predict[at_axis]
     at = {**largest, at_axis: int(value) if value == int(value) else value}
     others = {k: v for k, v in largest.items() if k != at_axis}
-    group = [c for c in configs if same(c.params, others)]
-    if value in sweep.axes[at_axis]:
-        decided = [c for c in group if c.params[at_axis] == value]
+    group = [c for c in configs if has_params(c.params, others)]
+    if index_of(sweep.axes[at_axis], value) is not None:
+        decided = [c for c in group if same_value(c.params[at_axis], value)]
         return at, decided, measured_candidates(decided, fits)
-    decided = [c for c in group if c.params[at_axis] == largest[at_axis]]
+    decided = [c for c in group if same_value(c.params[at_axis], largest[at_axis])]
     return at, decided, predicted_candidates(group, fits, at_axis, value)
 
 

@@ -28,13 +28,11 @@ import itertools
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 from memdiag.analysis.fit import fit_line
 from memdiag.analysis.leaks import LeakSettings, grows
 from memdiag.analysis.leaks import trend as series_trend
-
-Verdict = Literal["stable", "growing", "sawtooth", "unknown"]
+from memdiag.model.monitor import Verdict
 
 NOISE_FLOOR_BYTES = 2 * 1024 * 1024
 NOISE_SHARE = 0.03

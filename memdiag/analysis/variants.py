@@ -9,6 +9,7 @@ from typing import Any
 
 from memdiag.analysis.matrix import slowdown
 from memdiag.model import ConfigSummary, VariantPair
+from memdiag.params import params_key, same_value
 
 VARIANT_AXIS = "variant"
 MIN_PEAK_REDUCTION = 0.30
@@ -22,12 +23,12 @@ def compare_variants(
     values = axes.get(axis, [])
     if len(values) < 2:
         return []
-    index = {repr(sorted(c.params.items())): c for c in configs}
+    index = {params_key(c.params): c for c in configs}
     pairs = []
-    for base in (c for c in configs if c.params.get(axis) == values[0]):
+    for base in (c for c in configs if axis in c.params and same_value(c.params[axis], values[0])):
         others = {k: v for k, v in base.params.items() if k != axis}
         for value in values[1:]:
-            key = repr(sorted({**base.params, axis: value}.items()))
+            key = params_key({**base.params, axis: value})
             if key in index:
                 pairs.append(_pair(base, index[key], others, axis))
     return pairs

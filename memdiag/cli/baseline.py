@@ -22,10 +22,13 @@ import click
 @click.argument("results", nargs=-1, required=True)
 @click.option("-o", "--out", "out", required=True, metavar="PATH", help="Where to write it.")
 def command(results: tuple[str, ...], out: str) -> int:
-    from memdiag.gate import make_baseline
+    from memdiag.analysis.gate import make_baseline
+    from memdiag.cli.common import load_comparable
+    from memdiag.measure.env import collect_env
     from memdiag.model import write_json_atomic
 
-    baseline = make_baseline(list(results))
+    entries = [entry for path in results for entry in load_comparable(path)]
+    baseline = make_baseline(entries, list(results), collect_env())
     write_json_atomic(out, baseline)
     click.echo(f"baseline: {out} ({len(baseline['configs'])} configurations)")
     return 0

@@ -75,3 +75,15 @@ def positive(name: str, value: float | None) -> float | None:
     if value is not None and value <= 0:
         raise MemdiagError(f"{name} must be above 0, got {value:g}")
     return value
+
+
+def load_comparable(path: str) -> list[dict[str, Any]]:
+    """Return the comparable entries of a saved run, sweep, pytest report or baseline."""
+    from memdiag.analysis.gate import COMPARABLE_KINDS, comparable
+    from memdiag.model import load_json
+
+    data = load_json(path, COMPARABLE_KINDS)
+    try:
+        return comparable(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MemdiagError(f"{path}: damaged {data['kind']} file ({exc})") from None

@@ -65,7 +65,7 @@ def command(
         from memdiag.model import write_json_atomic
 
         write_json_atomic(json_path, diff.to_dict())
-    from memdiag.render.snapshot_view import SnapshotRenderer
+    from memdiag.render.terminal import SnapshotRenderer
 
     SnapshotRenderer(frames=frames).diff(diff)
     if json_path:

@@ -16,6 +16,7 @@ Examples:
   memdiag gate reports/ci/*/results.json --baseline reports/baseline.json --md gate.md
   memdiag gate new.json --baseline reports/baseline.json --tolerance 5% --max-peak 1GB
   memdiag gate leaky.json --baseline fixed-baseline.json --ignore-param variant
+  memdiag gate new.json --baseline reports/baseline.json --json gate.json
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import click
 
-from memdiag.cli.common import size_option
+from memdiag.cli.common import load_comparable, size_option
 from memdiag.units import parse_percent
 
 
@@ -53,6 +54,13 @@ from memdiag.units import parse_percent
     help="Match configurations without this parameter (repeatable).",
 )
 @click.option("--md", "md_path", default=None, metavar="FILE", help="Also write the Markdown.")
+@click.option(
+    "--json",
+    "json_path",
+    default=None,
+    metavar="FILE",
+    help="Also write the verdicts as JSON (kind gate; `memdiag report` re-renders it).",
+)
 def command(
     results: tuple[str, ...],
     baseline: str,
@@ -61,18 +69,23 @@ def command(
     metric: str,
     ignore: tuple[str, ...],
     md_path: str | None,
+    json_path: str | None = None,
 ) -> int:
-    from memdiag.gate import comparable, compare
+    from memdiag.analysis.gate import compare
     from memdiag.render.markdown import MarkdownRenderer
 
     allowed = parse_percent(tolerance, name="--tolerance", upper=10.0)
     limit = size_option(max_peak)
-    base = comparable(baseline)
-    current = [entry for path in results for entry in comparable(path)]
+    base = load_comparable(baseline)
+    current = [entry for path in results for entry in load_comparable(path)]
     result = compare(base, current, metric=metric, tolerance=allowed, max_peak=limit, ignore=ignore)
     text = MarkdownRenderer().gate(result)
     click.echo(text)
     if md_path:
         Path(md_path).parent.mkdir(parents=True, exist_ok=True)
         Path(md_path).write_text(text)
+    if json_path:
+        from memdiag.model import write_json_atomic
+
+        write_json_atomic(json_path, result.to_dict())
     return 1 if result.failed else 0

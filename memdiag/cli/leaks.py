@@ -49,7 +49,7 @@ from memdiag.errors import MemdiagError
 from memdiag.units import parse_size
 
 if TYPE_CHECKING:
-    from memdiag.analysis.leaks import LeakReport
+    from memdiag.model import LeakReport
 
 
 @click.command("leaks", cls=TargetCommand, help=__doc__)
@@ -202,7 +202,8 @@ def _render(
     report: LeakReport, json_path: str | None, markdown_path: str | None, extra: dict[str, Any]
 ) -> None:
     """Print the report; write it as JSON with `extra` (partial, chain_search) and Markdown."""
-    from memdiag.render.leaks_view import LeakMarkdownRenderer, LeakTerminalRenderer
+    from memdiag.render.markdown import LeakMarkdownRenderer
+    from memdiag.render.terminal import LeakTerminalRenderer
 
     searched = extra.get("chain_search")
     if extra.get("partial"):

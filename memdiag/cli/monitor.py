@@ -91,7 +91,7 @@ def command(
     quiet: bool,
 ) -> int:
     from memdiag.analysis.thresholds import check_thresholds
-    from memdiag.measure.monitoring import MonitorConfig
+    from memdiag.measure.monitor_loop import MonitorConfig
 
     argv = external_command(ctx)
     if interval <= 0 or duration < 0:
@@ -142,9 +142,9 @@ def _monitor(
     quiet: bool,
 ) -> dict[str, Any]:
     """Run the session; return the summary record and what the plot needs."""
-    from memdiag.measure.monitoring import MonitorSession, start_command, stop_process
-    from memdiag.measure.samples_file import SamplesWriter
-    from memdiag.measure.watch import MachineWatcher, TreeWatcher, Watcher
+    from memdiag.measure.monitor_file import SamplesWriter
+    from memdiag.measure.monitor_loop import MonitorSession, start_command, stop_process
+    from memdiag.measure.monitor_sample import MachineWatcher, TreeWatcher, Watcher
 
     child = start_command(argv) if argv else None
     try:
@@ -242,7 +242,7 @@ def _write_outputs(result: dict[str, Any], json_path: str | None, plot_path: str
 
         write_json_atomic(json_path, record)
     if plot_path and summary is not None:
-        from memdiag.render.monitor_png import plot_monitor
+        from memdiag.render.png import plot_monitor
 
         series = result["series"]
         uss = list(zip(series.uss_times, series.uss, strict=True))

@@ -90,7 +90,7 @@ def command(
     plot_path: str | None,
     quiet: bool,
 ) -> int:
-    from memdiag.measure.child import MeasurementInterrupted, RunOptions, measure_run
+    from memdiag.measure.runner import MeasurementInterrupted, RunOptions, measure_run
     from memdiag.targets import parse_target
 
     parsed = parse_target(target, external_command(ctx))
@@ -138,13 +138,13 @@ def _render(run: Run, json_path: str | None, plot_path: str | None, quiet: bool)
 
         PngRenderer().timeline(run, plot_path)
     if not quiet and json_path != "-":
-        from memdiag.analysis.peak import phase_peaks
+        from memdiag.analysis.phases import phase_peaks
         from memdiag.render.terminal import TerminalRenderer
 
         TerminalRenderer().run(run, phase_peaks(run))
         if run.at_peak:
             from memdiag.model.snapshot import PeakSite
-            from memdiag.render.snapshot_view import SnapshotRenderer
+            from memdiag.render.terminal import SnapshotRenderer
 
             sites = [PeakSite(**site) for site in run.at_peak]
             SnapshotRenderer().peak(run.peak_heap_bytes, sites)

@@ -40,8 +40,8 @@ POLL_S = 0.2
 def command(
     ctx: click.Context, pid: int | None, host: str, port: int, interval: float, limit: str | None
 ) -> int:
-    from memdiag.measure.monitoring import exit_status, start_command, stop_process
-    from memdiag.measure.watch import MachineWatcher, TreeWatcher, Watcher
+    from memdiag.measure.monitor_loop import exit_status, start_command, stop_process
+    from memdiag.measure.monitor_sample import MachineWatcher, TreeWatcher, Watcher
     from memdiag.sidecar import Sidecar
 
     argv = external_command(ctx)

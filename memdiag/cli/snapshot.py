@@ -80,7 +80,7 @@ def command(
     top: int,
     json_path: str | None,
 ) -> int:
-    from memdiag.render.snapshot_view import SnapshotRenderer
+    from memdiag.render.terminal import SnapshotRenderer
 
     renderer = SnapshotRenderer()
     if pid is not None:

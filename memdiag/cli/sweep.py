@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from memdiag.cli.common import TargetCommand, external_command, positive, size_option
-from memdiag.cli.decision import (
+from memdiag.cli.decision_options import (
     decision_options,
     parse_budgets,
     parse_headroom,
@@ -59,6 +59,7 @@ from memdiag.cli.decision import (
 )
 from memdiag.errors import MemdiagError
 from memdiag.model import Run, Sweep
+from memdiag.params import index_of
 from memdiag.targets import Target
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ if TYPE_CHECKING:
 @click.pass_context
 def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
     from memdiag.analysis.sweep import analyse_sweep
-    from memdiag.measure.child import RunOptions
+    from memdiag.measure.runner import RunOptions
     from memdiag.measure.sweep import default_name, expand, open_runner, pending_runs
     from memdiag.render.report import save_results, write_report
     from memdiag.render.terminal import TerminalRenderer
@@ -136,7 +137,7 @@ def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
 
     def save(run: Run) -> None:
         for name in sweep.auto:  # a probe adds its value to the searched axis
-            if run.params.get(name) not in sweep.axes[name]:
+            if index_of(sweep.axes[name], run.params.get(name)) is None:
                 sweep.axes[name] = sorted([*sweep.axes[name], run.params[name]])
         sweep.runs.append(run)
         save_results(analyse_sweep(sweep), out)

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from memdiag.errors import MemdiagError
-from memdiag.measure.child import RunOptions
+from memdiag.measure.runner import RunOptions
 from memdiag.model import Run, RunError
 from memdiag.targets import Target
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from memdiag.errors import MemdiagError
-from memdiag.measure import launcher
-from memdiag.measure.child import RunOptions, measure_run
+from memdiag.measure import child_launcher
+from memdiag.measure.runner import RunOptions, measure_run
 from memdiag.targets import Target
 
 PREFLIGHT_TIMEOUT_S = 120.0
@@ -31,7 +31,7 @@ _DASK_MARKERS = ("__DASK_PARENT_PID",)
 # Checks that a Python target imports here, as the measured child would (cwd on sys.path).
 _CHECK = """
 import sys
-from memdiag.measure.bootstrap import BadTarget, load_function
+from memdiag.measure.child_bootstrap import BadTarget, load_function
 kind, location, function = sys.argv[1:4]
 if kind == "engine":
     from memdiag.engines import resolve_engine
@@ -179,7 +179,7 @@ def _stop_launchers() -> None:
 
     for child in psutil.Process().children():
         try:
-            if launcher.__file__ in child.cmdline():
+            if child_launcher.__file__ in child.cmdline():
                 child.send_signal(signal.SIGTERM)
         except psutil.Error:
             pass

@@ -8,7 +8,6 @@ flight, and `pending_runs` skips what a saved sweep already holds.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import signal
@@ -22,8 +21,9 @@ from typing import Any, Protocol
 import psutil
 
 from memdiag.errors import MemdiagError
-from memdiag.measure.child import RunOptions, measure_run
+from memdiag.measure.runner import RunOptions, measure_run
 from memdiag.model import TUNING_AXES, Run
+from memdiag.params import params_key
 from memdiag.targets import Target
 from memdiag.units import ParamValue, parse_param, parse_value
 
@@ -80,11 +80,6 @@ def expand(axes: dict[str, list[ParamValue]], fixed: dict[str, ParamValue]) -> l
         {**fixed, **dict(zip(names, values, strict=True))}
         for values in itertools.product(*(axes[n] for n in names))
     ]
-
-
-def params_key(params: dict[str, Any]) -> str:
-    """Return a canonical key for a configuration's params (order-independent)."""
-    return json.dumps(params, sort_keys=True, default=str)
 
 
 def pending_runs(

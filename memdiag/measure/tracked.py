@@ -1,6 +1,6 @@
 """Snapshot series of a target: before/after one call, per iteration, or per interval.
 
-Python targets run in `memdiag.measure.tracked_child` behind the same launcher as
+Python targets run in `memdiag.measure.child_tracked` behind the same launcher as
 `memdiag run` (so the run's own figures stay exact); external commands are sampled from
 outside, their RSS every interval. Every function returns the Run and the snapshots.
 """
@@ -13,15 +13,15 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memdiag.analysis.leaks import LeakSettings
+from memdiag.analysis.leaks import LeakSettings, attribution_request
 from memdiag.errors import MemdiagError
-from memdiag.measure import tracked_child
-from memdiag.measure.child import MeasurementInterrupted, RunOptions, measure_run
+from memdiag.measure import child_tracked
 from memdiag.measure.heap import HeapCapture
+from memdiag.measure.runner import MeasurementInterrupted, RunOptions, measure_run
 from memdiag.model import Run, Snapshot, load_json, load_snapshot, write_json_atomic
 from memdiag.targets import Target
 
@@ -162,7 +162,8 @@ def leak_series(
     work.mkdir(parents=True, exist_ok=True)
     for old in work.glob("iter-*.json"):
         old.unlink()
-    (work / tracked_child.STOP_FILE).unlink(missing_ok=True)
+    for name in (child_tracked.STOP_FILE, child_tracked.DONE_FILE, child_tracked.REQUEST_FILE):
+        (work / name).unlink(missing_ok=True)
     extra = {
         "mode": "every" if plan.every else "leaks",
         "out": str(work),
@@ -170,16 +171,16 @@ def leak_series(
         "iterations": plan.iterations,
         "every": plan.every,
         "vary": plan.vary,
-        "settings": asdict(plan.settings),
         "graphs_dir": plan.graphs_dir and str(Path(plan.graphs_dir).resolve()),
         "target": target.text,
     }
     watcher = SnapshotWatcher(work, on_snapshot)
+    requester = AttributionRequester(work, plan.settings)
     # Per call, the child can stop between two calls; with --every there is one call, which
     # Ctrl-C stops at once (the snapshots taken are kept either way).
-    interrupt = StopOnInterrupt(work / tracked_child.STOP_FILE, enabled=not plan.every)
+    interrupt = StopOnInterrupt(work / child_tracked.STOP_FILE, enabled=not plan.every)
     try:
-        with watcher, interrupt:
+        with watcher, requester, interrupt:
             run = _measure(target, params, _options(target, extra, timeout=plan.timeout))
         snaps = [load_snapshot(p) for p in sorted(work.glob("iter-*.json"))]
         evidence_path = work / "evidence.json"
@@ -228,6 +229,39 @@ class SnapshotWatcher:
                 self.seen.discard(path.name)  # read as it was replaced: next poll
 
 
+class AttributionRequester:
+    """Answers the tracked child once its snapshots are written: reads them, applies the leak
+    rule here (`attribution_request`), and writes the sites and types the child should name
+    in its live process. A thread polls for the child's DONE_FILE."""
+
+    def __init__(self, work: Path, settings: LeakSettings, every_s: float = 0.05) -> None:
+        self.work, self.settings, self.every_s = work, settings, every_s
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._poll, name="leak-requester", daemon=True)
+
+    def __enter__(self) -> AttributionRequester:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+
+    def _poll(self) -> None:
+        while not self.done.wait(self.every_s):
+            if (self.work / child_tracked.DONE_FILE).exists():
+                write_json_atomic(self.work / child_tracked.REQUEST_FILE, self._request())
+                return
+
+    def _request(self) -> dict[str, Any]:
+        try:
+            snaps = [load_snapshot(p) for p in sorted(self.work.glob("iter-*.json"))]
+            return attribution_request(snaps, self.settings)
+        except (MemdiagError, ValueError):
+            # Nothing to decide on (no snapshot readable): the child names nothing.
+            return {"chains": 0, "sites": [], "types": [], "grown_types": []}
+
+
 class StopOnInterrupt:
     """The first Ctrl-C writes `stop_file` (the child stops after its current iteration);
     the next one raises KeyboardInterrupt, which stops the child at once."""
@@ -268,7 +302,7 @@ def _options(
 ) -> RunOptions:
     extra.setdefault("target", target.text)
     return RunOptions(
-        child_module=tracked_child.__name__,
+        child_module=child_tracked.__name__,
         extra=extra,
         memray_path=memray_path,
         native=native,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from memdiag.errors import MemdiagError
 
 SCHEMA_VERSION = 1
+Model = TypeVar("Model")
 # Kinds whose format has moved on, with every version still read (the newest is written).
 KIND_VERSIONS: dict[str, tuple[int, ...]] = {"sweep": (1, 2)}
 
@@ -69,3 +71,21 @@ def load_json(path: str | os.PathLike[str], kinds: tuple[str, ...]) -> dict[str,
     if data.get("kind") not in kinds:
         raise MemdiagError(f"{path}: holds a {data.get('kind')!r}, expected {' or '.join(kinds)}")
     return data
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    kind: str,
+    build: Callable[[dict[str, Any]], Model],
+    damaged: tuple[type[Exception], ...] = (TypeError, ValueError, KeyError),
+) -> Model:
+    """Return the model `build` makes of the `kind` file at `path`.
+
+    A file of another kind or version is refused by `load_json`; one that `build` cannot
+    read (raising one of `damaged`) is a MemdiagError naming the file as damaged.
+    """
+    data = load_json(path, (kind,))
+    try:
+        return build(data)
+    except damaged as exc:
+        raise MemdiagError(f"{path}: damaged {kind} file ({exc})") from None

@@ -6,8 +6,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from memdiag.errors import MemdiagError
-from memdiag.model.files import SCHEMA_VERSION, load_json
+from memdiag.model.files import SCHEMA_VERSION, load_model
 
 Status = Literal["ok", "error", "oom", "timeout", "killed"]
 STATUSES: tuple[Status, ...] = ("ok", "error", "oom", "timeout", "killed")
@@ -98,7 +97,4 @@ class Run:
 
 def load_run(path: str | os.PathLike[str]) -> Run:
     """Return the Run saved at `path` (by `memdiag run --json`)."""
-    try:
-        return Run.from_dict(load_json(path, ("run",)))
-    except (TypeError, ValueError, KeyError) as exc:
-        raise MemdiagError(f"{path}: damaged run file ({exc})") from None
+    return load_model(path, "run", Run.from_dict)

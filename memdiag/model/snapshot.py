@@ -6,8 +6,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from memdiag.errors import MemdiagError
-from memdiag.model.files import SCHEMA_VERSION, load_json
+from memdiag.model.files import SCHEMA_VERSION, load_model
 
 
 @dataclass(frozen=True)
@@ -153,8 +152,4 @@ class SnapshotDiff:
 
 def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:
     """Return the Snapshot saved at `path` (by `memdiag snapshot`)."""
-    data = load_json(path, ("snapshot",))
-    try:
-        return Snapshot.from_dict(data)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise MemdiagError(f"{path}: damaged snapshot file ({exc})") from None
+    return load_model(path, "snapshot", Snapshot.from_dict)

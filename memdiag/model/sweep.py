@@ -6,9 +6,9 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from memdiag.errors import MemdiagError
-from memdiag.model.files import KIND_VERSIONS, load_json
+from memdiag.model.files import KIND_VERSIONS, load_model
 from memdiag.model.run import Run, Status
+from memdiag.params import index_of
 
 # The tuning knobs a job runs with (positive counts), as opposed to its input size.
 TUNING_AXES = ("batch", "concurrency")
@@ -243,6 +243,9 @@ class Sweep:
     # The machines the runs ran on, and what a reader must know about them (analysis).
     hosts: list[HostSummary] = field(default_factory=list)
     host_warnings: list[str] = field(default_factory=list)
+    # The configuration the matrix compares with (analysis): its params at the decision
+    # size; None when no configuration matches `reference` (then `reference` is shown).
+    reference_config: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form (`schema_version`, `kind: "sweep"` first); runs in full."""
@@ -262,7 +265,7 @@ class Sweep:
         sweep = cls(**values)
         for run in sweep.runs:
             for axis, allowed in sweep.axes.items():
-                if run.params.get(axis) not in allowed:
+                if index_of(allowed, run.params.get(axis)) is None:
                     raise ValueError(
                         f"a run has {axis}={run.params.get(axis)!r}, not an axis value"
                     )
@@ -283,8 +286,5 @@ _SWEEP_PARTS: dict[str, Any] = {
 
 def load_sweep(path: str | os.PathLike[str]) -> Sweep:
     """Return the Sweep saved at `path` (a sweep's results.json)."""
-    data = load_json(path, ("sweep",))
-    try:
-        return Sweep.from_dict(data)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:
-        raise MemdiagError(f"{path}: damaged sweep file ({exc})") from None
+    damaged = (TypeError, ValueError, KeyError, AttributeError)
+    return load_model(path, "sweep", Sweep.from_dict, damaged)

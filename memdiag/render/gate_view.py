@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from memdiag.gate import GateResult, GateRow
+from memdiag.model import GateResult, GateRow
 from memdiag.render.sweep_view import TableView, params_text, percent, seconds
 from memdiag.units import format_size
 
@@ -68,3 +68,19 @@ def headline(result: GateResult) -> str:
     if failed:
         return f"memdiag gate: {failed} of {len(result.rows)} configurations regressed"
     return f"memdiag gate: no regression in {len(result.rows)} configurations"
+
+
+def entries_table(title: str, entries: list[dict[str, Any]]) -> TableView:
+    """Return comparable entries (a baseline's or a pytest report's) as one table."""
+    rows = [
+        [
+            _label(e),
+            str(e.get("status") or "-"),
+            format_size(e.get("peak_rss_bytes")),
+            format_size(e.get("peak_heap_bytes")),
+            seconds(e.get("wall_s")),
+        ]
+        for e in entries
+    ]
+    columns = ["configuration", "status", "peak RSS", "peak heap", "wall"]
+    return TableView("entries", title, columns, rows, ["good"] * len(rows), "")

@@ -1,17 +1,14 @@
-"""The leak report for the terminal (rich) and as Markdown, from one set of formatted rows."""
+"""The leak report's words and tables as display strings, formatted once for the terminal
+(render/terminal.py) and Markdown (render/markdown.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
-from memdiag.analysis.leaks import LeakReport, NativeGrowth
+from memdiag.model import LeakReport, NativeGrowth
 from memdiag.render.snapshot_view import MACHINERY, short_path, site_text
 from memdiag.render.sweep_view import params_text
-from memdiag.render.terminal import make_console
 from memdiag.units import format_size
 
 SITE_COLUMNS = ["site", "type", "per iteration", "objects/iter", "grew in", "live now"]
@@ -132,65 +129,3 @@ def leak_view(report: LeakReport, frames: int = 4, searched: str | None = None) 
         chains,
         native_lines(report.native, report),
     )
-
-
-class LeakTerminalRenderer:
-    """Prints a leak report to a rich console."""
-
-    def __init__(self, console: Console | None = None) -> None:
-        self.console = console or make_console()
-
-    def report(self, report: LeakReport, searched: str | None = None) -> None:
-        view = leak_view(report, searched=searched)
-        for label, text in view.summary:
-            self.console.print(f"[dim]{label:>12}[/]  {text}")
-        style = "red" if report.found or report.error else "green"
-        self.console.print(f"[bold {style}]{view.headline}[/]")
-        if view.site_rows:
-            table = Table(title="leaking allocation sites", title_justify="left", pad_edge=False)
-            for column in SITE_COLUMNS:
-                table.add_column(column, justify="left" if column in ("site", "type") else "right")
-            for row, calls in zip(view.site_rows, view.site_details, strict=True):
-                table.add_row(row[0] + "".join(f"\n[dim]  ← {c}[/]" for c in calls[1:]), *row[1:])
-            self.console.print(table)
-        if view.type_rows:
-            table = Table(title="leaking types", title_justify="left", pad_edge=False)
-            for column in TYPE_COLUMNS:
-                table.add_column(
-                    column, justify="left" if column in ("type", "allocated at") else "right"
-                )
-            for row in view.type_rows:
-                table.add_row(*row)
-            self.console.print(table)
-        for chain in view.chains:
-            self.console.print("\n".join(chain), markup=False)
-        for line in view.native:
-            self.console.print(f"[yellow]{line}[/]")
-
-
-class LeakMarkdownRenderer:
-    """Returns a leak report as Markdown."""
-
-    def report(self, report: LeakReport, searched: str | None = None) -> str:
-        view = leak_view(report, searched=searched)
-        out = ["# memdiag leaks", ""]
-        out += [f"- **{label}**: {text}" for label, text in view.summary]
-        out += ["", f"**{view.headline}**", ""]
-        if view.site_rows:
-            out += ["## Leaking allocation sites", "", _table(SITE_COLUMNS, view.site_rows), ""]
-            for row, calls in zip(view.site_rows, view.site_details, strict=True):
-                out += [f"`{row[0]}` called from:", "", *[f"- `{c}`" for c in calls[1:]], ""]
-        if view.type_rows:
-            out += ["## Leaking types", "", _table(TYPE_COLUMNS, view.type_rows), ""]
-            out += ["## What keeps them alive", ""]
-            for chain in view.chains:
-                out += ["```", *chain, "```", ""]
-        if view.native:
-            out += ["## Native growth", "", *view.native, ""]
-        return "\n".join(out)
-
-
-def _table(columns: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from memdiag.model import Sweep
 from memdiag.render.sweep_view import TableView, notes, summary, sweep_tables
 
 if TYPE_CHECKING:
-    from memdiag.gate import GateResult
+    from memdiag.model import GateResult, LeakReport
 
 
 def _cell(text: str) -> str:
@@ -42,6 +42,12 @@ class MarkdownRenderer:
             parts.append(f"![{title}]({path})\n")
         return "\n".join(parts)
 
+    def entries(self, title: str, entries: list[dict[str, Any]]) -> str:
+        """Return comparable entries (a baseline, a pytest report) as a Markdown table."""
+        from memdiag.render.gate_view import entries_table
+
+        return table_markdown(entries_table(title, entries))
+
     def gate(self, result: GateResult) -> str:
         """Return the gate's verdicts as Markdown, for a pull-request comment."""
         from memdiag.render.gate_view import gate_table, headline, missing_table
@@ -51,3 +57,39 @@ class MarkdownRenderer:
         if missing is not None:
             parts.append(table_markdown(missing))
         return "\n".join(parts)
+
+
+class LeakMarkdownRenderer:
+    """Returns a leak report as Markdown."""
+
+    def report(self, report: LeakReport, searched: str | None = None) -> str:
+        """Return the report as Markdown: summary, verdict, sites, types, chains, native."""
+        from memdiag.render.leaks_view import SITE_COLUMNS, TYPE_COLUMNS, leak_view
+
+        view = leak_view(report, searched=searched)
+        out = ["# memdiag leaks", ""]
+        out += [f"- **{label}**: {text}" for label, text in view.summary]
+        out += ["", f"**{view.headline}**", ""]
+        if view.site_rows:
+            out += [
+                "## Leaking allocation sites",
+                "",
+                _rows_markdown(SITE_COLUMNS, view.site_rows),
+                "",
+            ]
+            for row, calls in zip(view.site_rows, view.site_details, strict=True):
+                out += [f"`{row[0]}` called from:", "", *[f"- `{c}`" for c in calls[1:]], ""]
+        if view.type_rows:
+            out += ["## Leaking types", "", _rows_markdown(TYPE_COLUMNS, view.type_rows), ""]
+            out += ["## What keeps them alive", ""]
+            for chain in view.chains:
+                out += ["```", *chain, "```", ""]
+        if view.native:
+            out += ["## Native growth", "", *view.native, ""]
+        return "\n".join(out)
+
+
+def _rows_markdown(columns: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)

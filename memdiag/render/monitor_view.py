@@ -17,8 +17,8 @@ from memdiag.units import format_size
 
 if TYPE_CHECKING:
     from memdiag.analysis.fit import LinearFit
-    from memdiag.analysis.monitoring import MonitorSummary
-    from memdiag.measure.watch import MonitorSample
+    from memdiag.measure.monitor_sample import MonitorSample
+    from memdiag.model import MonitorSummary
 
 BARS = "▁▂▃▄▅▆▇█"
 LIVE_REFRESH_S = 0.25
@@ -171,3 +171,12 @@ def summary_lines(
         f"critical {s.critical:g}%: {s.above_critical_s:.1f} s"
     )
     return lines
+
+
+def event_lines(events: list[dict[str, Any]]) -> list[str]:
+    """Return the saved warning and critical events as plain lines, one per event."""
+    return [
+        f"  event      {event['t_s']:.1f} s: {event['event']} at {event['percent']}%"
+        for event in events
+        if event.get("event") in ("warning", "critical")
+    ]

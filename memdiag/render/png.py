@@ -6,7 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from memdiag.model import ConfigSummary, Run, Sweep
+from memdiag.model import ConfigSummary, MonitorSummary, Run, Sweep
+from memdiag.params import has_params, index_of
+from memdiag.render.monitor_view import VERDICT_TEXT
 from memdiag.render.sweep_view import params_text
 from memdiag.units import format_size
 
@@ -260,7 +262,7 @@ def _plot_series(
     value, scale = measure
     colour = SERIES_COLOURS[index % len(SERIES_COLOURS)]
     points = [(c, v / scale) for c in configs if (v := value(c)) is not None]
-    ok = [(ticks.index(c.params.get(axis)), y, c) for c, y in points if c.status == "ok"]
+    ok = [(_tick(ticks, c, axis), y, c) for c, y in points if c.status == "ok"]
     ax.plot(
         [x for x, _, _ in ok], [y for _, y, _ in ok], marker="o", color=colour, lw=1.8, label=label
     )
@@ -270,7 +272,7 @@ def _plot_series(
             ax.vlines(x, low_high[0] / scale, low_high[1] / scale, color=colour, lw=4, alpha=0.3)
     for c, y in points:
         if c.status != "ok":
-            x = ticks.index(c.params.get(axis))
+            x = _tick(ticks, c, axis)
             ax.plot([x], [y], marker="x", ms=10, mew=2.5, color="#c5221f")
             ax.annotate(
                 c.status,
@@ -312,8 +314,16 @@ def _legend(ax: Any) -> None:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 
 
+def _tick(ticks: list[Any], config: ConfigSummary, axis: str) -> int:
+    """The x position of `config` on the `axis` ticks (its value matched by value)."""
+    found = index_of(ticks, config.params.get(axis))
+    if found is None:
+        raise ValueError(f"{config.params.get(axis)!r} is not a value of {axis}")
+    return found
+
+
 def _median_run(runs: list[Run], config: ConfigSummary) -> Run | None:
-    mine = [r for r in runs if all(r.params.get(k) == v for k, v in config.params.items())]
+    mine = [r for r in runs if has_params(r.params, config.params)]
     ordered = sorted(mine, key=lambda r: r.peak_rss_bytes)
     return ordered[len(ordered) // 2] if ordered else None
 
@@ -354,3 +364,88 @@ def _save(plt: Any, fig: Any, path: str | Path) -> Path:
     fig.savefig(target)
     plt.close(fig)
     return target
+
+
+# --- monitor: RSS (and USS) over time against the limit and the thresholds ---
+
+# Thresholds and the limit further above the data than this are named, not drawn: a 24 GB
+# machine limit would squash a 60 MB service into a flat line at the bottom.
+MAX_HEADROOM = 3.0
+
+
+def _time_axis(duration_s: float) -> tuple[float, str]:
+    if duration_s >= 3 * 3600:
+        return 3600.0, "hours since start"
+    if duration_s >= 180:
+        return 60.0, "minutes since start"
+    return 1.0, "seconds since start"
+
+
+def plot_monitor(
+    times_s: list[float],
+    rss_bytes: list[float],
+    uss: list[tuple[float, float]],
+    summary: MonitorSummary,
+    target: str,
+    path: str | Path,
+) -> Path:
+    """Plot RSS (and USS, as (seconds, bytes) points) over time, the fitted trend, and the
+    thresholds and limit when they are in view."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
+    scale, xlabel = _time_axis(summary.duration_s)
+    times = [t / scale for t in times_s]
+    ax.plot(times, [r / MB for r in rss_bytes], color="#1a73e8", lw=1.6, label="RSS (tree)")
+    if uss:
+        ax.plot(
+            [t / scale for t, _ in uss],
+            [u / MB for _, u in uss],
+            color="#188038",
+            ls="none",
+            marker="o",
+            ms=3,
+            label="USS (tree, read on a time budget)",
+        )
+    slope = summary.growth_mb_per_hour / 3600 * scale
+    start, end = summary.fit_from_s / scale, times[-1]
+    base = summary.intercept_bytes / MB
+    ax.plot(
+        [start, end],
+        [base + slope * start, base + slope * end],
+        color="#5f6368",
+        ls="--",
+        lw=1.0,
+        label=f"trend {summary.growth_mb_per_hour:+.1f} MB/h (R² {summary.r2:.2f}), after warm-up",
+    )
+    hidden = _draw_limits(ax, summary)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("MB")
+    ax.set_xlim(left=0)
+    ax.set_ylim(bottom=0)
+    title = f"{target}: {VERDICT_TEXT[summary.verdict]}"
+    if hidden:
+        title += f"\noff the chart: {', '.join(hidden)}"
+    ax.set_title(title, fontsize=11, loc="left")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    return _save(plt, fig, path)
+
+
+def _draw_limits(ax: Any, summary: MonitorSummary) -> list[str]:
+    """Draw warn, critical and the limit when near the data; return the names of the rest."""
+    top = summary.max_rss_bytes * MAX_HEADROOM
+    hidden = []
+    lines = (
+        (summary.warn, f"warn {summary.warn:g}%", "#e37400", ":"),
+        (summary.critical, f"critical {summary.critical:g}%", "#c5221f", ":"),
+        (100.0, "limit", "#c5221f", "-"),
+    )
+    for percent, label, colour, style in lines:
+        level = summary.limit_bytes * percent / 100
+        if level > top:
+            hidden.append(f"{label} {format_size(level)}")
+            continue
+        ax.axhline(
+            level / MB, color=colour, ls=style, lw=1.2, label=f"{label} {format_size(level)}"
+        )
+    return hidden

@@ -345,14 +345,8 @@ def sweep_tables(sweep: Sweep) -> list[TableView]:
 
 
 def _reference_params(sweep: Sweep) -> dict[str, Any] | None:
-    # The matrix compares configurations at one input size: its reference is among them.
-    at = next((row.at for row in sweep.matrix if row.at), None) or {}
-    measured = {k: v for k, v in at.items() if v in sweep.axes.get(k, [])}
-    wanted = {**(sweep.reference or {}), **measured}
-    for c in sweep.configs:
-        if all(c.params.get(k) == v for k, v in wanted.items()):
-            return {**c.params, **at}
-    return sweep.reference
+    # Found by analysis (analysis/matrix.py reference_config); else the --reference given.
+    return sweep.reference_config or sweep.reference
 
 
 def _product(axes: dict[str, list[Any]]) -> int:

@@ -1,8 +1,11 @@
 """Regression gates: accept results as a baseline, and compare new results against it.
 
-Every result memdiag writes can be compared: a run, a sweep, a pytest report, a baseline.
-Each is reduced to comparable entries, one per configuration: its target and parameters,
-status, and per metric the median with the [min, max] spread of its repeats.
+Pure: every function takes loaded documents or entries (the CLI reads the files, see
+`load_comparable` in cli/common.py) and returns entries, a baseline document or a
+GateResult (memdiag/model/gate.py). Every result memdiag writes can be compared: a run, a
+sweep, a pytest report, a baseline. Each is reduced to comparable entries, one per
+configuration: its target and parameters, status, and per metric the median with the
+[min, max] spread of its repeats.
 
 Configurations are matched by target and parameter values (`batch=50` is `batch="50"`).
 A configuration regresses when its status was ok and no longer is, when its median passes
@@ -15,17 +18,14 @@ Nothing matched, or a metric missing on either side, is an error, never a pass.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from memdiag.errors import MemdiagError
-from memdiag.model import SCHEMA_VERSION, load_json
+from memdiag.model import SCHEMA_VERSION, GateResult, GateRow
+from memdiag.model.gate import Verdict
 from memdiag.params import ParamsKey, params_key
 
-Verdict = Literal["ok", "improved", "within noise", "regressed", "failed", "over limit"]
-FAILING: tuple[Verdict, ...] = ("regressed", "failed", "over limit")
 # metric name -> (median field, spread field) in a comparable entry
 METRICS = {
     "peak_rss": ("peak_rss_bytes", "peak_rss_spread"),
@@ -35,13 +35,16 @@ METRICS = {
 _ENTRY_FIELDS = ("status", *(name for pair in METRICS.values() for name in pair))
 
 
-def comparable(path: str | Path) -> list[dict[str, Any]]:
-    """Return the comparable entries of a result file (run, sweep, pytest report, baseline)."""
-    data = load_json(path, ("run", "sweep", "pytest", "baseline"))
-    try:
-        return _ENTRIES[data["kind"]](data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise MemdiagError(f"{path}: damaged {data['kind']} file ({exc})") from None
+# The kinds of saved result that reduce to comparable entries.
+COMPARABLE_KINDS = ("run", "sweep", "pytest", "baseline")
+
+
+def comparable(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the comparable entries of a loaded result (run, sweep, pytest report, baseline).
+
+    Raises KeyError, TypeError or ValueError when the document is damaged.
+    """
+    return _ENTRIES[data["kind"]](data)
 
 
 def _from_sweep(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -91,11 +94,10 @@ def _entry(target: str, params: dict[str, Any], values: dict[str, Any]) -> dict[
     return {"target": target, "params": dict(params), **{k: values.get(k) for k in _ENTRY_FIELDS}}
 
 
-def make_baseline(paths: list[str]) -> dict[str, Any]:
-    """Return a baseline document holding the comparable entries of every file in `paths`."""
-    from memdiag.measure.env import collect_env
-
-    entries = [entry for path in paths for entry in comparable(path)]
+def make_baseline(
+    entries: list[dict[str, Any]], sources: list[str], env: dict[str, Any]
+) -> dict[str, Any]:
+    """Return a baseline document holding `entries`, read from `sources` on `env`."""
     keys = [_key(e, ()) for e in entries]
     if len(set(keys)) != len(keys):
         raise MemdiagError("the results given hold the same configuration twice")
@@ -103,39 +105,10 @@ def make_baseline(paths: list[str]) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION,
         "kind": "baseline",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "sources": [str(p) for p in paths],
-        "env": collect_env(),
+        "sources": [str(p) for p in sources],
+        "env": env,
         "configs": entries,
     }
-
-
-@dataclass(frozen=True)
-class GateRow:
-    """One configuration compared: baseline and current medians, change, verdict."""
-
-    target: str
-    params: dict[str, Any]
-    baseline: float | None
-    current: float | None
-    change: float | None
-    verdict: Verdict
-    reason: str = ""
-
-
-@dataclass
-class GateResult:
-    """The comparison of current results with a baseline, on one metric."""
-
-    metric: str
-    tolerance: float
-    max_peak: int | None
-    rows: list[GateRow] = field(default_factory=list)
-    only_in_baseline: list[dict[str, Any]] = field(default_factory=list)
-    only_in_current: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def failed(self) -> list[GateRow]:
-        return [row for row in self.rows if row.verdict in FAILING]
 
 
 def _key(entry: dict[str, Any], ignore: tuple[str, ...] | list[str]) -> tuple[str, ParamsKey]:

@@ -1,6 +1,6 @@
-"""The measured child: imports and calls a Python target, records how it ended.
+"""Runs in the child: imports and calls a Python target, records how it ended.
 
-Run as `python -m memdiag.measure.bootstrap SPEC.json`. Standard library only: the child's
+Run as `python -m memdiag.measure.child_bootstrap SPEC.json`. Standard library only: the child's
 memory must be the job's memory, not memdiag's. Exit code 0 when the target returned, 1 when
 it failed (the result file says how), 3 when the target itself could not be found.
 """

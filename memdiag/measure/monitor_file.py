@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from memdiag.errors import MemdiagError
-from memdiag.measure.watch import MonitorSample
+from memdiag.measure.monitor_sample import MonitorSample
 
 SCHEMA_VERSION = 1
 

@@ -1,4 +1,4 @@
-"""One isolated, measured run: the target in a fresh child process, measured from outside.
+"""Runs in memdiag (the parent): one isolated run of the target in a fresh child, measured.
 
 memdiag → launcher (a bare interpreter) → job. The job's peak is the kernel's ru_maxrss of
 the finished job, read by the launcher through wait4, never a sampled maximum: a 50 ms spike
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memdiag.errors import MemdiagError
-from memdiag.measure import bootstrap, launcher
+from memdiag.measure import child_bootstrap, child_launcher
 from memdiag.targets import Target, fill_command
 
 if TYPE_CHECKING:
@@ -56,8 +56,8 @@ class RunOptions:
     unset_env: tuple[str, ...] = ()
     # Other measuring commands (snapshot, leaks) run their own child entry point through the
     # same launcher: a module run with `-m` that takes the spec path, reads `extra` from it,
-    # and writes its result file as memdiag.measure.bootstrap does.
-    child_module: str = bootstrap.__name__
+    # and writes its result file as memdiag.measure.child_bootstrap does.
+    child_module: str = child_bootstrap.__name__
     extra: dict[str, Any] | None = None
 
 
@@ -142,7 +142,14 @@ def _execute(argv: list[str], workdir: Path, options: RunOptions) -> _Outcome:
     lifeline_r, lifeline_w = os.pipe()
     result_path = workdir / "launch.json"
     timeout = "-" if options.timeout is None else str(options.timeout)
-    command = [sys.executable, "-I", "-S", launcher.__file__, str(result_path), str(lifeline_r)]
+    command = [
+        sys.executable,
+        "-I",
+        "-S",
+        child_launcher.__file__,
+        str(result_path),
+        str(lifeline_r),
+    ]
     command.append(timeout)
     # Standard library only: the limit is watched from the start, not after psutil loads.
     from memdiag.measure.sampler import TreeSampler

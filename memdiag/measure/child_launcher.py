@@ -1,6 +1,6 @@
-"""The tiny process between memdiag and the job; it reports the job's rusage.
+"""Runs in the child: the tiny process between memdiag and the job; reports the job's rusage.
 
-Run as `python -I -S launcher.py RESULT LIFELINE_FD TIMEOUT ARGV...` (TIMEOUT in seconds,
+Run as `python -I -S child_launcher.py RESULT LIFELINE_FD TIMEOUT ARGV...` (TIMEOUT in seconds,
 `-` for none), standard library only.
 
 Why it exists: on Linux a child's ru_maxrss starts from the high-water mark of the process

@@ -1,7 +1,7 @@
-"""The measured child of `memdiag snapshot` and `memdiag leaks`: the target under tracemalloc.
+"""Runs in the child of `memdiag snapshot` and `memdiag leaks`: the target under tracemalloc.
 
-Run through memdiag's launcher as `python -m memdiag.measure.tracked_child SPEC.json`, as
-`memdiag.measure.bootstrap` is, whose target loading, GC timing and result file it shares.
+Run through memdiag's launcher as `python -m memdiag.measure.child_tracked SPEC.json`, as
+`memdiag.measure.child_bootstrap` is, whose target loading, GC timing and result file it shares.
 `spec["extra"]` says what to do:
 
 - `mode: "snapshot"`: snapshot before the call, at each probe phase boundary (`at_phase`),
@@ -9,7 +9,10 @@ Run through memdiag's launcher as `python -m memdiag.measure.tracked_child SPEC.
   live at the peak); with `tracemalloc: false`, no tracemalloc (sites then come from memray);
 - `mode: "leaks"`: call the target `iterations` times, snapshot after each; then, in the
   still-live process, name the type allocated at each leaking site and the chain of
-  references that keeps the leading leaking types alive;
+  references that keeps the leading leaking types alive. Which sites and types is memdiag's
+  decision, made on the saved snapshots: the child writes DONE_FILE after its last
+  snapshot and waits (at most REQUEST_WAIT_S) for REQUEST_FILE
+  (`memdiag.analysis.leaks.attribution_request`);
 - `mode: "every"`: call it once, snapshot every `every` seconds while it runs.
 
 Each snapshot is written to `out` at once and dropped: a list of snapshots kept here would
@@ -25,17 +28,24 @@ import json
 import os
 import re
 import threading
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from memdiag.measure import bootstrap
+from memdiag.measure import child_bootstrap
 from memdiag.measure.snapshot import capture, in_fork
 from memdiag.model import SCHEMA_VERSION
 
 Job = dict[str, Any]
 # Written into `out` by memdiag on Ctrl-C: stop after the current iteration.
 STOP_FILE = "stop"
+# Written here after the last snapshot; memdiag answers with the sites and types to name.
+DONE_FILE = "snapshots-done"
+REQUEST_FILE = "request.json"
+# How long the child waits for the request: memdiag reads the snapshots and applies the
+# leak rule, seconds even for large heaps; past this the report has no types and chains.
+REQUEST_WAIT_S = 300.0
 
 
 def _save(job: Job, name: str, label: str, phase: str | None = None) -> None:
@@ -140,45 +150,52 @@ def run_every(func: Any, job: Job) -> int:
 def _write_evidence(job: Job) -> None:
     from memdiag.measure.chainroots import capture_threads, release_threads
 
+    request = _await_request(Path(job["out"]), job.get("request_wait_s", REQUEST_WAIT_S))
     capture_threads()  # the fork keeps only this thread: other threads' locals are read now
     try:
-        evidence = in_fork(lambda: _evidence(job))
+        evidence = in_fork(lambda: _evidence(job, request))
     finally:
         release_threads()
     _write(Path(job["out"]) / "evidence.json", {**_KIND, **evidence})
 
 
-def _evidence(job: Job) -> dict[str, Any]:
-    """Return the leaking sites' types and the leading leaks' reference chains.
+def _await_request(out: Path, wait_s: float) -> dict[str, Any]:
+    """Say the snapshots are written; return memdiag's request (empty after `wait_s`)."""
+    _write(out / DONE_FILE, {})
+    path, deadline = out / REQUEST_FILE, time.monotonic() + wait_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            return {"chains": 0, "sites": [], "types": [], "grown_types": []}
+        time.sleep(0.02)
+    request: dict[str, Any] = json.loads(path.read_text())
+    return request
+
+
+def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
+    """Return the requested sites' types and the leading leaks' reference chains.
 
     Runs in a fork (`in_fork`): it reads the object tracebacks it needs, then stops
-    tracing and walks the heap at full speed.
+    tracing and walks the heap at full speed. `request` is memdiag's decision (see
+    `memdiag.analysis.leaks.attribution_request`).
     """
-    from memdiag.analysis.leaks import LeakSettings, find_leaks, grown_types
     from memdiag.measure import refchain
-    from memdiag.model import Snapshot, load_json
 
-    paths = sorted(Path(job["out"]).glob("iter-*.json"))
-    snaps = [Snapshot.from_dict(load_json(p, ("snapshot",))) for p in paths]
-    settings = LeakSettings(**job["settings"])
-    report = find_leaks(snaps, settings)
-    chains = job.get("chains", 3)
-    sites = [_site(s.site) for s in report.sites[: chains * 2]]
-    names = [t.name for t in report.types[:chains]]
+    chains = request["chains"]
+    sites = [_site(key) for key in request["sites"]]
+    names = [t["name"] for t in request["types"]]
     if not sites and not names:
         return {"sites": {}, "types": {}}
-    found = refchain.Evidence(set(sites), set(names), grown_types(snaps[settings.warmup :]))
-    del snaps
+    found = refchain.Evidence(set(sites), set(names), set(request["grown_types"]))
     tracemalloc.stop()
     groups = {f"site-{i + 1}": found.site_samples.get(s, []) for i, s in enumerate(sites[:chains])}
     origins: dict[str, tuple[str, int] | None] = {}
-    for index, leak in enumerate(report.types[:chains]):
-        if leak.objects_per_iteration < 1:
+    for index, leak in enumerate(request["types"]):
+        name, at_least = leak["name"], leak["largest_at_least"]
+        if at_least is not None:
             # It grows without new objects: the objects that grew are the largest ones.
-            grown = leak.bytes_per_iteration * leak.intervals / 2
-            origins[leak.name], groups[f"type-{index + 1}"] = None, _largest(leak.name, grown)
+            origins[name], groups[f"type-{index + 1}"] = None, _largest(name, at_least)
         else:
-            origins[leak.name], groups[f"type-{index + 1}"] = found.type_samples(leak.name, sites)
+            origins[name], groups[f"type-{index + 1}"] = found.type_samples(name, sites)
     search = refchain.find_chains(groups, job.get("chain_budget_s", 8.0), found.containers())
     evidence: dict[str, Any] = {"sites": {}, "types": {}, "search": search.summary()}
     for index, site in enumerate(sites):
@@ -288,4 +305,4 @@ def run_tracked(func: Any, spec: dict[str, Any]) -> int:
 
 
 if __name__ == "__main__":
-    bootstrap.main(run_tracked)
+    child_bootstrap.main(run_tracked)

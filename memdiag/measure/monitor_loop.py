@@ -19,10 +19,11 @@ from types import FrameType
 from typing import Any
 
 from memdiag.analysis.fit import RunningFit
-from memdiag.analysis.monitoring import MonitorSummary, summarize
+from memdiag.analysis.monitor import summarize
 from memdiag.analysis.thresholds import ThresholdTracker
 from memdiag.errors import MemdiagError
-from memdiag.measure.watch import MonitorSample, Watcher
+from memdiag.measure.monitor_sample import MonitorSample, Watcher
+from memdiag.model import MonitorSummary
 
 POLL_S = 0.1
 STOP_GRACE_S = 5.0

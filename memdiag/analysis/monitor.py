@@ -1,44 +1,16 @@
-"""The summary of a monitored series: levels, growth, verdict, and time above thresholds."""
+"""Summarising a monitored series: levels, growth, verdict, and time above thresholds."""
 
 from __future__ import annotations
 
 import statistics
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
-from memdiag.analysis.trend import Verdict, classify, time_above
+from memdiag.analysis.trend import classify, time_above
+from memdiag.model import MonitorSummary
 
-
-@dataclass(frozen=True)
-class MonitorSummary:
-    """What a monitor saw, in bytes, seconds and percent of `limit_bytes`."""
-
-    samples: int
-    duration_s: float
-    min_rss_bytes: int
-    mean_rss_bytes: int
-    max_rss_bytes: int
-    last_rss_bytes: int
-    max_percent: float
-    limit_bytes: int
-    verdict: Verdict
-    growth_mb_per_hour: float
-    r2: float
-    intercept_bytes: float
-    fit_from_s: float
-    releases: int
-    period_s: float | None
-    trough_growth_mb_per_hour: float | None
-    warn: float
-    critical: float
-    above_warn_s: float
-    above_critical_s: float
-    max_uss_bytes: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the JSON form."""
-        return asdict(self)
+if TYPE_CHECKING:
+    from memdiag.measure.monitor_sample import MonitorSample
 
 
 def summarize(
@@ -81,4 +53,18 @@ def summarize(
         above_warn_s=round(time_above(times, percents, warn), 3),
         above_critical_s=round(time_above(times, percents, critical), 3),
         max_uss_bytes=int(max(uss)) if uss else None,
+    )
+
+
+def summarize_samples(
+    samples: Sequence[MonitorSample], thresholds: tuple[float, float], limit_bytes: int
+) -> MonitorSummary | None:
+    """Return the summary of saved monitor samples (see summarize); None without samples."""
+    return summarize(
+        [s.t_s for s in samples],
+        [s.rss_bytes for s in samples],
+        [s.percent for s in samples],
+        thresholds,
+        limit_bytes,
+        [s.uss_bytes for s in samples if s.uss_bytes is not None],
     )

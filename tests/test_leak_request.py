@@ -1,0 +1,51 @@
+"""What memdiag asks the measured child to name: decided on saved snapshots, built by hand."""
+
+from __future__ import annotations
+
+import json
+
+from memdiag.analysis.leaks import LeakSettings, attribution_request
+from memdiag.model import SiteStat, Snapshot, TypeStat
+
+KB = 1024
+SITES = [[["/app/jobs.py", 40 + n]] for n in range(8)]
+
+
+def _snap(i: int, per_site: list[int], buffer_bytes: int) -> Snapshot:
+    """Iteration `i`: site n holds i * per_site[n] bytes of new Player objects; one buffer
+    object (a `bytearray`) grows by `buffer_bytes` per iteration without new objects."""
+    return Snapshot(
+        label=f"iteration {i}",
+        time_s=float(i),
+        target="jobs.py:sync",
+        rss_bytes=50 * 1024 * KB + i * (sum(per_site) + buffer_bytes),
+        heap_bytes=i * (sum(per_site) + buffer_bytes),
+        sites=[SiteStat(t, i * b, i * 10) for t, b in zip(SITES, per_site, strict=True)],
+        types=[
+            TypeStat("Player", 100 + i * 10 * len(per_site), i * sum(per_site)),
+            TypeStat("bytearray", 1, i * buffer_bytes),
+            TypeStat("str", 500, 20 * KB),
+        ],
+    )
+
+
+def test_request_names_the_leading_sites_and_types_and_how_to_find_them() -> None:
+    per_site = [(100 + 20 * n) * KB for n in range(8)]  # the last sites grow the most
+    snaps = [_snap(i, per_site, 300 * KB) for i in range(8)]
+    request = attribution_request(snaps, LeakSettings(), chains=3)
+    assert request["chains"] == 3
+    # the six leading sites, largest growth first
+    assert request["sites"] == [f"/app/jobs.py:{47 - n}" for n in range(6)]
+    by_name = {t["name"]: t["largest_at_least"] for t in request["types"]}
+    assert set(by_name) == {"Player", "bytearray"}
+    assert by_name["Player"] is None  # new objects every call: sampled at its sites
+    # one object growing 300 KB a call over 5 intervals: objects of half that growth
+    assert by_name["bytearray"] == 300 * KB * 5 / 2
+    assert request["grown_types"] == ["Player"]  # only types with more live objects
+    json.dumps(request)  # it travels to the child as JSON
+
+
+def test_nothing_leaking_asks_for_nothing() -> None:
+    snaps = [_snap(i, [0] * 8, 0) for i in range(8)]
+    request = attribution_request(snaps, LeakSettings())
+    assert request["sites"] == [] and request["types"] == [] and request["grown_types"] == []
