@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from memdiag.analysis.fit import fit_line
-from memdiag.model import LeakReport, NativeGrowth, SiteLeak, Snapshot, TypeLeak
+from memdiag.model import LeakReport, NativeGrowth, Owner, SiteLeak, Snapshot, TypeLeak
 
 KB, MB = 1024, 1024 * 1024
 
@@ -150,6 +150,46 @@ def type_leaks(snaps: Sequence[Snapshot], settings: LeakSettings) -> list[TypeLe
     return sorted(found, key=lambda x: -x.bytes_per_iteration)
 
 
+def traced_last(snaps: Sequence[Snapshot]) -> bool:
+    """Return whether only the last snapshot has sites, taken after the only traced call
+    (`memdiag leaks` traces its last call alone)."""
+    return bool(snaps[-1].frames) and not any(s.frames or s.sites for s in snaps[:-1])
+
+
+def traced_sites(last: Snapshot, settings: LeakSettings, heap: Trend) -> list[SiteLeak]:
+    """Return the sites of a snapshot taken after the only traced call, largest first.
+
+    Tracing started with that call: what its sites still hold after it (garbage collected)
+    is what one call added and kept, so each site of at least `min_growth_bytes` is one
+    call's growth. Whether anything grows at all is the rule's, on the untraced series.
+    A buffer that grew in place was reallocated whole by the call: no site grew by more
+    than the Python heap did per call (`heap`), its live size is what the site holds.
+    """
+    cap = heap.per_step if heap.per_step > 0 else float("inf")
+    found = [
+        SiteLeak(
+            s.key,
+            s.traceback,
+            min(s.size_bytes, round(cap, 1)),
+            s.count,
+            s.size_bytes,
+            s.count,
+            1,
+            1,
+        )
+        for s in last.sites
+        if s.size_bytes >= settings.min_growth_bytes
+    ]
+    return sorted(found, key=lambda x: -x.bytes_per_iteration)
+
+
+def python_grows(snaps: Sequence[Snapshot], settings: LeakSettings) -> bool:
+    """Return whether the Python heap grows by the rule (None heaps never do)."""
+    if any(s.heap_bytes is None for s in snaps):
+        return False
+    return grows(trend([s.heap_bytes or 0 for s in snaps]), settings)
+
+
 def native_growth(snaps: Sequence[Snapshot], settings: LeakSettings) -> NativeGrowth | None:
     """Return the RSS growth no Python allocation accounts for, None when there is none."""
     rss = trend([s.rss_bytes for s in snaps])
@@ -199,10 +239,15 @@ def find_leaks(
         rss_last_bytes=window[-1].rss_bytes,
         heap_first_bytes=window[0].heap_bytes,
         heap_last_bytes=window[-1].heap_bytes,
-        sites=site_leaks(window, settings),
         types=type_leaks(window, settings),
         native=native_growth(window, settings),
     )
+    if not traced_last(window):
+        report.sites = site_leaks(window, settings)  # every snapshot has sites: a series each
+    elif report.types or python_grows(window, settings):
+        report.sites = traced_sites(
+            window[-1], settings, trend([s.heap_bytes or 0 for s in window])
+        )
     _attach(report, evidence or {})
     return report
 
@@ -214,6 +259,46 @@ def _attach(report: LeakReport, evidence: dict[str, Any]) -> None:
     for kind in report.types:
         found = evidence.get("types", {}).get(kind.name, {})
         kind.site, kind.chain = found.get("site"), found.get("chain")
+    if "owners" in evidence:
+        report.owners, report.growth_bytes_per_iteration = owners(
+            evidence["owners"], evidence.get("traced_bytes", 0), report.types
+        )
+
+
+def owners(
+    found: list[dict[str, Any]], traced_bytes: int, types: Sequence[TypeLeak]
+) -> tuple[list[Owner], float]:
+    """Return the owners the child found, with their share of one call's growth, and that
+    growth: what the traced call left live, plus what grew in place (from the types'
+    series: an owner that grew in place retains no new object)."""
+    growth_of = {t.name: t.bytes_per_iteration for t in types}
+    result = []
+    for entry in found:
+        retained = float(entry["retained_bytes"])
+        if entry["in_place"]:
+            grown = [growth_of.get(g, 0.0) for g in entry["groups"]]
+            retained = max([retained, *grown])
+        result.append(
+            Owner(
+                expression=entry["expression"],
+                root=entry["root"],
+                type=entry["type"],
+                retained_bytes_per_iteration=retained,
+                retained_objects_per_iteration=entry["retained_objects"],
+                share=0.0,
+                groups=list(entry["groups"]),
+                path=list(entry["path"]),
+                largest_types=list(entry["largest_types"]),
+                in_place=entry["in_place"],
+                truncated=entry["truncated"],
+            )
+        )
+    in_place = sum(o.retained_bytes_per_iteration for o in result if o.in_place)
+    total = max(float(traced_bytes) + in_place, sum(o.retained_bytes_per_iteration for o in result))
+    for owner in result:
+        owner.share = round(owner.retained_bytes_per_iteration / total, 4) if total else 0.0
+    result.sort(key=lambda o: -o.retained_bytes_per_iteration)
+    return result, total
 
 
 # How many leading leaks get a reference chain (twice as many sites get their type named).

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from memdiag.measure import child_bootstrap
-from memdiag.measure.snapshot import capture, in_fork
+from memdiag.measure.snapshot import Background, capture, in_fork
 from memdiag.model import SCHEMA_VERSION
 
 Job = dict[str, Any]
@@ -108,21 +108,55 @@ def _peak_tracker(path: str | None) -> Any:
 
 
 def run_leaks(func: Any, job: Job) -> int:
-    """Call the target `iterations` times, snapshot after each; name what leaks."""
+    """Call the target `iterations` times, snapshot after each; name what leaks.
+
+    The calls run untraced but the last: after each, a forked copy counts the live objects
+    by type (`Background`) while the next call runs, so finding what grows costs little
+    more than the calls. The last call runs under tracemalloc with `frames` frames: what it
+    allocated and still holds after it is one call's growth by allocating line, and the
+    objects the chain search starts from. Ctrl-C before it leaves the report without sites.
+    """
     records = 0
-    _save(job, "iter-000.json", "iteration 0")
+    out = Path(job["out"])
+    shots = Background()
+    fields = {"target": job["target"], "params": job["params"]}
+    shots.take(str(out / "iter-000.json"), "iteration 0", fields)
     vary = job.get("vary")
     for i in range(1, job["iterations"] + 1):
         params = dict(job["params"])
         if vary:
             params[vary] = params.get(vary, 0) + i  # fresh input per call, as a service gets
+        if i == job["iterations"]:
+            tracemalloc.start(job.get("frames", 1))
+            _mark_new()
         records += _records(func(**params))
         del params
-        _save(job, f"iter-{i:03d}.json", f"iteration {i}")
-        if (Path(job["out"]) / STOP_FILE).exists():
+        shots.take(str(out / f"iter-{i:03d}.json"), f"iteration {i}", fields)
+        if (out / STOP_FILE).exists():
             break  # Ctrl-C in memdiag: report on the snapshots taken so far
+    shots.wait()
+    _TRACED_AFTER[:] = [shots.traced_bytes]
     _write_evidence(job)
     return records
+
+
+# What the traced call left live (tracemalloc's traced bytes after the last collection).
+_TRACED_AFTER: list[int] = []
+
+
+class _Mark:
+    """An object created just before the traced call: the collector's list has the older
+    objects before it and the newer ones after it (`memdiag.measure.owners.newer_than`)."""
+
+
+_MARK: list[_Mark] = []
+
+
+def _mark_new() -> None:
+    # A full collection at once puts the mark in the oldest generation: every object
+    # created later is appended after it, whatever collections the call then runs.
+    _MARK[:] = [_Mark()]
+    gc.collect()
 
 
 def run_every(func: Any, job: Job) -> int:
@@ -185,8 +219,9 @@ def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
     names = [t["name"] for t in request["types"]]
     if not sites and not names:
         return {"sites": {}, "types": {}}
+    traced = tracemalloc.is_tracing() and bool(_MARK)
+    traced_bytes = _TRACED_AFTER[0] if _TRACED_AFTER else tracemalloc.get_traced_memory()[0]
     found = refchain.Evidence(set(sites), set(names), set(request["grown_types"]))
-    tracemalloc.stop()
     groups = {f"site-{i + 1}": found.site_samples.get(s, []) for i, s in enumerate(sites[:chains])}
     origins: dict[str, tuple[str, int] | None] = {}
     for index, leak in enumerate(request["types"]):
@@ -196,8 +231,17 @@ def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
             origins[name], groups[f"type-{index + 1}"] = None, _largest(name, at_least)
         else:
             origins[name], groups[f"type-{index + 1}"] = found.type_samples(name, sites)
+    # Tracing stays on: after the search, whether a str, int or bytes is new (allocated by
+    # the traced call) is whether it has a traceback. The search allocates little.
     search = refchain.find_chains(groups, job.get("chain_budget_s", 8.0), found.containers())
     evidence: dict[str, Any] = {"sites": {}, "types": {}, "search": search.summary()}
+    if traced:
+        budget = job.get("chain_budget_s", 8.0) - search.elapsed()
+        evidence["owners"] = _owners(
+            search, groups, budget, lambda g: _group_key(g, sites, names), traced_bytes
+        )
+        evidence["traced_bytes"] = traced_bytes
+    tracemalloc.stop()
     for index, site in enumerate(sites):
         evidence["sites"][f"{site[0]}:{site[1]}"] = {
             "type": found.dominant_type(site),
@@ -210,6 +254,56 @@ def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
             "chain": _chain(search, job, f"type-{index + 1}"),
         }
     return evidence
+
+
+def _owners(
+    search: Any, groups: dict[str, list[Any]], budget_s: float, label: Any, growth: int
+) -> list[dict[str, Any]]:
+    """Return the owners of the growth along the chains found (`memdiag.measure.owners`).
+
+    Then, while time is left, the old objects holding new objects no owner found so far
+    retains (at least 1% of the call's `growth`), each with its own chain: one leak can
+    have many owners.
+    """
+    from memdiag.measure import refchain
+    from memdiag.measure.owners import Owners, newer_than
+    from memdiag.measure.snapshot import type_name
+
+    own = [groups, *groups.values()]
+    owners = Owners(newer_than(_MARK[0]), {id(search), *search.own, *map(id, own)})
+    owners.add({label(g): p for g, p in search.paths.items() if g not in search.fallback_only})
+    deadline = time.monotonic() + budget_s
+    for _ in range(OWNER_ROUNDS):
+        if time.monotonic() > deadline:
+            break
+        pairs = owners.holders(refchain.START, max(growth // 100, 1), deadline)
+        if not pairs:
+            break
+        extra = refchain.find_chains(
+            {f"more-{i}": [holder] for i, (holder, _) in enumerate(pairs)},
+            max(deadline - time.monotonic(), 0.5),
+            [pairs, *own],
+        )
+        paths = {}
+        for group, path in extra.paths.items():
+            if group not in extra.fallback_only:
+                held = pairs[int(group.split("-")[1])][1]
+                paths[type_name(type(held))] = [*path, held]
+        owners.add(paths)
+    return owners.result()
+
+
+# Rounds of chain searches for growth no owner found so far retains.
+OWNER_ROUNDS = 3
+
+
+def _group_key(group: str, sites: list[tuple[str, int]], names: list[str]) -> str:
+    """Return `file:line` for "site-N", the type's name for "type-N"."""
+    kind, _, number = group.partition("-")
+    if kind == "site":
+        filename, line = sites[int(number) - 1]
+        return f"{filename}:{line}"
+    return names[int(number) - 1]
 
 
 def _largest(name: str, at_least: float, count: int = 5) -> list[Any]:
@@ -296,7 +390,7 @@ MODES = {"snapshot": run_snapshot, "leaks": run_leaks, "every": run_every}
 def run_tracked(func: Any, spec: dict[str, Any]) -> int:
     """Run the mode `spec["extra"]` names under tracemalloc, started after the imports."""
     job: Job = {**spec["extra"], "params": spec["params"]}
-    if job.get("tracemalloc", True):
+    if job.get("tracemalloc", job["mode"] != "leaks"):  # leaks traces its last call alone
         tracemalloc.start(job.get("frames", 8))
     try:
         return MODES[job["mode"]](func, job)

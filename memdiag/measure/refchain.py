@@ -168,6 +168,11 @@ def _raw_traceback(obj: Any) -> tuple[Site, ...] | None:
 _get_raw = getattr(tracemalloc, "_get_object_traceback", None)
 
 
+def is_traced(obj: Any) -> bool:
+    """Return whether tracemalloc traced the allocation of `obj` (tracing must be on)."""
+    return _raw_traceback(obj) is not None
+
+
 class Search:
     """One chain search over every group: the paths found, how, and what was searched.
 
@@ -185,6 +190,8 @@ class Search:
         # Per group, a chain ending at an object nothing tracked refers to: shown only when
         # no walk reached a root.
         self.fallback: dict[str, list[Any]] = {}
+        # The groups whose path is such a fallback (it reaches no root).
+        self.fallback_only: set[str] = set()
         self.levels = 0
         self.scanned = 0
         self.walked = 0
@@ -223,6 +230,7 @@ def find_chains(
         if group not in search.paths:
             search.paths[group] = path
             search.found_by[group] = _how(search, "backward search")
+            search.fallback_only.add(group)
     return search
 
 

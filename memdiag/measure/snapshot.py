@@ -116,9 +116,16 @@ def capture(label: str, phase: str | None = None, types: bool = True) -> dict[st
     Collects garbage first: a cycle waiting for the collector is not a leak. Sites and
     types are computed in a forked copy of the process (see `in_fork`).
     """
+    data = _process_figures(label, phase)
+    data.update(_in_fork(tracemalloc.is_tracing(), types))
+    return data
+
+
+def _process_figures(label: str, phase: str | None) -> dict[str, Any]:
+    """Return the figures read in the process itself, after a full collection."""
     gc.collect()
     traced = tracemalloc.is_tracing()
-    data = {
+    return {
         "schema_version": SCHEMA_VERSION,
         "kind": "snapshot",
         "label": label,
@@ -133,8 +140,56 @@ def capture(label: str, phase: str | None = None, types: bool = True) -> dict[st
         "gc_counts": list(gc.get_count()),
         "gc_collections": [s["collections"] for s in gc.get_stats()],
     }
-    data.update(_in_fork(traced, types))
-    return data
+
+
+class Background:
+    """Snapshots whose sites and types are computed in a forked copy while the job goes on.
+
+    The job waits only for the collection and the fork; the copy, a consistent picture of
+    the heap at that moment, counts the objects on the other core and writes the snapshot
+    file itself (atomically). One copy at a time: `take` waits for the previous one. The
+    Python heap is then the live objects' sizes (`heap_basis` "objects"), the same figure in
+    every snapshot whether tracemalloc runs or not.
+    """
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        # tracemalloc's traced bytes at the last snapshot, after its collection.
+        self.traced_bytes = 0
+
+    def take(self, path: str, label: str, extra: dict[str, Any]) -> None:
+        """Start the snapshot `label`, written to `path` with `extra` fields added."""
+        self.wait()
+        data = {**_process_figures(label, None), **extra, "heap_basis": "objects"}
+        traced = tracemalloc.is_tracing()
+        self.traced_bytes = data["heap_bytes"] or 0
+        pid = os.fork()
+        if pid == 0:  # the copy: count, write, exit without running any cleanup
+            code = 0
+            try:
+                gc.disable()
+                data.update(_contents(traced, types=True))
+                data["heap_bytes"] = sum(t["size_bytes"] for t in data["types"])
+                tmp = f"{path}.tmp"
+                with open(tmp, "w") as out:
+                    json.dump(data, out)
+                os.replace(tmp, path)
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+            os._exit(code)
+        self.pid = pid
+
+    def wait(self) -> None:
+        """Wait for the snapshot in progress; raise when its copy failed."""
+        if self.pid is None:
+            return
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = None
+        if status != 0:
+            raise RuntimeError("a snapshot's forked copy failed (its traceback is above)")
 
 
 def _contents(traced: bool, types: bool) -> dict[str, Any]:

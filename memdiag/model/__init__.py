@@ -11,6 +11,7 @@ from memdiag.model.gate import GateResult, GateRow, load_gate_result
 from memdiag.model.leaks import (
     LeakReport,
     NativeGrowth,
+    Owner,
     SiteLeak,
     TypeLeak,
     load_leak_report,
@@ -58,6 +59,7 @@ __all__ = [
     "MatrixRow",
     "MonitorSummary",
     "NativeGrowth",
+    "Owner",
     "Prediction",
     "Run",
     "RunError",

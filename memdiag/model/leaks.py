@@ -44,6 +44,30 @@ class TypeLeak:
 
 
 @dataclass
+class Owner:
+    """An object that was there before a call and holds what the call added: the growth of
+    one call under it ("retained size"), and the leaking sites and types it holds.
+
+    `expression` is the chain from a root to the owner, as code; `path` the types from the
+    owner down to a leaking object, each with how many of them one call added under it;
+    `largest_types` the types holding most of what it retains; `in_place` when the owner
+    itself grew (a buffer), its growth then from its type's series.
+    """
+
+    expression: str
+    root: str
+    type: str
+    retained_bytes_per_iteration: float
+    retained_objects_per_iteration: int
+    share: float
+    groups: list[str] = field(default_factory=list)
+    path: list[dict[str, Any]] = field(default_factory=list)
+    largest_types: list[dict[str, Any]] = field(default_factory=list)
+    in_place: bool = False
+    truncated: bool = False
+
+
+@dataclass
 class NativeGrowth:
     """RSS growing faster than the Python heap, per iteration, in bytes."""
 
@@ -71,6 +95,9 @@ class LeakReport:
     sites: list[SiteLeak] = field(default_factory=list)
     types: list[TypeLeak] = field(default_factory=list)
     native: NativeGrowth | None = None
+    # Who holds the growth, largest first, and one traced call's growth they share out.
+    owners: list[Owner] = field(default_factory=list)
+    growth_bytes_per_iteration: float | None = None
     status: str = "ok"
     error: str | None = None
 
@@ -95,6 +122,7 @@ class LeakReport:
         values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         values["sites"] = [SiteLeak(**s) for s in values.get("sites", [])]
         values["types"] = [TypeLeak(**t) for t in values.get("types", [])]
+        values["owners"] = [Owner(**o) for o in values.get("owners", [])]
         native = values.get("native")
         values["native"] = NativeGrowth(**native) if native else None
         return cls(**values)

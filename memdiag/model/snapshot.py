@@ -56,8 +56,11 @@ class PeakSite:
 class Snapshot:
     """What one process held at one moment: process memory, Python heap, sites, types.
 
-    `heap_bytes` is tracemalloc's traced total and `tracemalloc_bytes` its own overhead;
-    both are None in a process-level view (`--pid`), which fills `processes` and `regions`.
+    `heap_bytes` is tracemalloc's traced total (`heap_basis` "traced"), or in `memdiag
+    leaks` the live objects' sizes (`heap_basis` "objects": most calls run untraced);
+    `tracemalloc_bytes` is tracemalloc's own overhead. Both are None in a process-level view
+    (`--pid`), which fills `processes` and `regions`. `frames` is 0 when the snapshot was
+    taken without tracemalloc, and then `sites` is empty.
     """
 
     label: str
@@ -73,6 +76,7 @@ class Snapshot:
     heap_bytes: int | None = None
     tracemalloc_bytes: int | None = None
     frames: int = 0
+    heap_basis: str = "traced"
     gc_counts: list[int] = field(default_factory=list)
     gc_collections: list[int] = field(default_factory=list)
     regions: dict[str, int] = field(default_factory=dict)

@@ -13,6 +13,7 @@ from memdiag.units import format_size
 
 SITE_COLUMNS = ["site", "type", "per iteration", "objects/iter", "grew in", "live now"]
 TYPE_COLUMNS = ["type", "objects/iter", "per iteration", "grew in", "live objects", "allocated at"]
+OWNER_COLUMNS = ["owner", "type", "per iteration", "share", "each iteration adds"]
 
 
 @dataclass
@@ -26,6 +27,50 @@ class LeakView:
     type_rows: list[list[str]]
     chains: list[list[str]]
     native: list[str]
+    owners_headline: str | None = None
+    owner_rows: list[list[str]] | None = None
+    owner_details: list[list[str]] | None = None
+
+
+def owners_headline(report: LeakReport) -> str | None:
+    """Return "1 owner holds 96% of the growth: EXPR" for the owners found, None without."""
+    if not report.owners:
+        return None
+    share = sum(o.share for o in report.owners)
+    count = len(report.owners)
+    verb = "owner holds" if count == 1 else "owners hold"
+    names = ", ".join(o.expression for o in report.owners[:3]) + (", ..." if count > 3 else "")
+    return f"{count} {verb} {share:.0%} of the growth: {names}"
+
+
+def owner_table(report: LeakReport) -> tuple[list[list[str]], list[list[str]]]:
+    """Return the owners' rows and, per owner, the sites and types it holds."""
+    rows, details = [], []
+    for owner in report.owners:
+        adds = " → ".join(f"{step['count']:,} {step['type']}" for step in owner.path)
+        if owner.in_place:
+            adds = "grows in place"
+        rows.append(
+            [
+                owner.expression,
+                owner.type,
+                format_size(owner.retained_bytes_per_iteration) + ("+" if owner.truncated else ""),
+                f"{owner.share:.0%}",
+                adds or "-",
+            ]
+        )
+        held = []
+        for group in owner.groups:
+            if ":" in group:
+                held.append(f"site {site_text([list(group.rsplit(':', 1))])}")
+            else:
+                held.append(f"type {group}")
+        largest = ", ".join(
+            f"{t['count']:,} {t['type']} {format_size(t['size_bytes'])}"
+            for t in owner.largest_types
+        )
+        details.append([f"holds {', '.join(held)}", *([f"largest: {largest}"] if largest else [])])
+    return rows, details
 
 
 def chain_lines(chain: dict[str, Any] | None, searched: str | None = None) -> list[str]:
@@ -100,7 +145,7 @@ def leak_view(report: LeakReport, frames: int = 4, searched: str | None = None) 
                 s.type or "?",
                 format_size(s.bytes_per_iteration),
                 f"{s.objects_per_iteration:,.1f}",
-                f"{s.grew}/{s.intervals}",
+                "traced call" if s.intervals == 1 else f"{s.grew}/{s.intervals}",
                 format_size(s.size_bytes),
             ]
         )
@@ -120,6 +165,7 @@ def leak_view(report: LeakReport, frames: int = 4, searched: str | None = None) 
             ]
         )
         chains.append([f"{t.name}:", *chain_lines(t.chain, searched)])
+    owner_rows, owner_details = owner_table(report)
     return LeakView(
         headline,
         summary,
@@ -128,4 +174,7 @@ def leak_view(report: LeakReport, frames: int = 4, searched: str | None = None) 
         type_rows,
         chains,
         native_lines(report.native, report),
+        owners_headline(report),
+        owner_rows,
+        owner_details,
     )

@@ -64,12 +64,23 @@ class LeakMarkdownRenderer:
 
     def report(self, report: LeakReport, searched: str | None = None) -> str:
         """Return the report as Markdown: summary, verdict, sites, types, chains, native."""
-        from memdiag.render.leaks_view import SITE_COLUMNS, TYPE_COLUMNS, leak_view
+        from memdiag.render.leaks_view import (
+            OWNER_COLUMNS,
+            SITE_COLUMNS,
+            TYPE_COLUMNS,
+            leak_view,
+        )
 
         view = leak_view(report, searched=searched)
         out = ["# memdiag leaks", ""]
         out += [f"- **{label}**: {text}" for label, text in view.summary]
         out += ["", f"**{view.headline}**", ""]
+        if view.owners_headline and view.owner_rows and view.owner_details:
+            out += ["## Owners of the growth", "", view.owners_headline, ""]
+            rows = [[f"`{r[0]}`", *r[1:]] for r in view.owner_rows]
+            out += [_rows_markdown(OWNER_COLUMNS, rows), ""]
+            for row, held in zip(view.owner_rows, view.owner_details, strict=True):
+                out += [f"`{row[0]}`:", "", *[f"- {h}" for h in held], ""]
         if view.site_rows:
             out += [
                 "## Leaking allocation sites",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from memdiag.analysis.phases import PhasePeak
@@ -127,13 +128,31 @@ class LeakTerminalRenderer:
 
     def report(self, report: LeakReport, searched: str | None = None) -> None:
         """Print the report: summary, verdict, leaking sites and types, chains, native."""
-        from memdiag.render.leaks_view import SITE_COLUMNS, TYPE_COLUMNS, leak_view
+        from memdiag.render.leaks_view import (
+            OWNER_COLUMNS,
+            SITE_COLUMNS,
+            TYPE_COLUMNS,
+            leak_view,
+        )
 
         view = leak_view(report, searched=searched)
         for label, text in view.summary:
             self.console.print(f"[dim]{label:>12}[/]  {text}")
         style = "red" if report.found or report.error else "green"
         self.console.print(f"[bold {style}]{view.headline}[/]")
+        if view.owners_headline and view.owner_rows and view.owner_details:
+            self.console.print(view.owners_headline, markup=False)
+            table = Table(title="owners of the growth", title_justify="left", pad_edge=False)
+            for column in OWNER_COLUMNS:
+                table.add_column(
+                    column, justify="right" if column in ("per iteration", "share") else "left"
+                )
+            for row, held in zip(view.owner_rows, view.owner_details, strict=True):
+                table.add_row(
+                    escape(row[0]) + "".join(f"\n[dim]  {escape(h)}[/]" for h in held),
+                    *[escape(c) for c in row[1:]],
+                )
+            self.console.print(table)
         if view.site_rows:
             table = Table(title="leaking allocation sites", title_justify="left", pad_edge=False)
             for column in SITE_COLUMNS:
