@@ -163,23 +163,18 @@ def traced_sites(last: Snapshot, settings: LeakSettings, heap: Trend) -> list[Si
     is what one call added and kept, so each site of at least `min_growth_bytes` is one
     call's growth. Whether anything grows at all is the rule's, on the untraced series.
     A buffer that grew in place was reallocated whole by the call: no site grew by more
-    than the Python heap did per call (`heap`), its live size is what the site holds.
+    than the Python heap did per call (`heap`), and a site held above that is such a buffer,
+    no new object; its live size is what the site holds.
     """
     cap = heap.per_step if heap.per_step > 0 else float("inf")
-    found = [
-        SiteLeak(
-            s.key,
-            s.traceback,
-            min(s.size_bytes, round(cap, 1)),
-            s.count,
-            s.size_bytes,
-            s.count,
-            1,
-            1,
-        )
-        for s in last.sites
-        if s.size_bytes >= settings.min_growth_bytes
-    ]
+    found = []
+    for s in last.sites:
+        if s.size_bytes < settings.min_growth_bytes:
+            continue
+        grown = s.size_bytes > cap
+        per_call = round(cap, 1) if grown else s.size_bytes
+        objects = 0 if grown else s.count
+        found.append(SiteLeak(s.key, s.traceback, per_call, objects, s.size_bytes, s.count, 1, 1))
     return sorted(found, key=lambda x: -x.bytes_per_iteration)
 
 
@@ -305,6 +300,20 @@ def owners(
 CHAINS = 3
 
 
+def _largest_at_least(leak: TypeLeak, settings: LeakSettings) -> float | None:
+    """Return the size from which a type's largest objects are the ones that grew, None
+    when its growth is many small new objects (sampled by their allocating site).
+
+    No new object per call: the objects that grew did so in place (by at least half the
+    window's growth). New objects of `min_growth_bytes` each on average: few large ones
+    carry the growth (the type's other objects come and go around them).
+    """
+    if leak.objects_per_iteration < 1:
+        return leak.bytes_per_iteration * leak.intervals / 2
+    each = leak.bytes_per_iteration / leak.objects_per_iteration
+    return each / 2 if each >= settings.min_growth_bytes else None
+
+
 def attribution_request(
     snaps: Sequence[Snapshot], settings: LeakSettings, chains: int = CHAINS
 ) -> dict[str, Any]:
@@ -320,11 +329,7 @@ def attribution_request(
     types = [
         {
             "name": leak.name,
-            "largest_at_least": (
-                leak.bytes_per_iteration * leak.intervals / 2
-                if leak.objects_per_iteration < 1
-                else None
-            ),
+            "largest_at_least": _largest_at_least(leak, settings),
         }
         for leak in report.types[:chains]
     ]
