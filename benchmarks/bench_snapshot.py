@@ -105,6 +105,57 @@ def slowdown(repeats: int, tmp: Path) -> list[str]:
     return rows
 
 
+BENCH_DIR = str(Path(__file__).resolve().parent)
+# Each job's 6 calls, bare and under `memray run`, as `memdiag leaks --vary seed` makes them.
+LEAK_JOBS = {
+    "record-sync at its defaults (leaky), 6 calls": (
+        "from memdiag_plugins import record_sync\n"
+        "for i in range(1, 7): record_sync.run(seed=1 + i)",
+        ["record-sync", "--param", "seed=1"],
+    ),
+    "allocation-heavy: 800,000 small dicts a call, 1% kept, 6 calls": (
+        f"import sys; sys.path.insert(0, {BENCH_DIR!r}); import jobs\n"
+        "for i in range(1, 7): jobs.dicts_kept(seed=i)",
+        [f"{BENCH_DIR}/jobs.py:dicts_kept", "--param", "seed=0"],
+    ),
+}
+
+
+def leaks_cost(repeats: int, tmp: Path) -> list[str]:
+    """`memdiag leaks --iterations 6` beside the bare calls and `memray run`, interleaved,
+    on a leaking engine at its defaults and an allocation-heavy job; and what it found."""
+    rows = [
+        "| job | bare | `memray run` | `memdiag leaks --iterations 6` | memray vs bare "
+        "| leaks vs bare |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    found = []
+    for title, (calls, target) in LEAK_JOBS.items():
+        leaks = [PY, "-m", "memdiag", "leaks", *target, "--vary", "seed", "--iterations", "6"]
+        leaks += ["--json", str(tmp / "leaks.json")]
+        memray = [PY, "-m", "memray", "run", "-q", "-f", "-o", str(tmp / "l.bin"), "-c", calls]
+        cases = {"bare": [PY, "-c", calls], "memray": memray, "leaks": leaks}
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(repeats):
+            for name, argv in cases.items():
+                times[name].append(timed(argv))
+        m = {name: statistics.median(values) for name, values in times.items()}
+        rows.append(
+            f"| {title} | {m['bare']:.1f} s | {m['memray']:.1f} s | {m['leaks']:.1f} s "
+            f"| {m['memray'] / m['bare']:.2f}x | {m['leaks'] / m['bare']:.2f}x |"
+        )
+        report = json.loads((tmp / "leaks.json").read_text())
+        owner = report["owners"][0] if report.get("owners") else None
+        named = (
+            f"`{owner['expression']}` holds {owner['share']:.0%} of the growth "
+            f"({owner['retained_bytes_per_iteration'] / 2**20:.1f} MB per call)"
+            if owner
+            else "no owner named"
+        )
+        found.append(f"- {title}: {named}.")
+    return [*rows, "", "What `memdiag leaks` named first:", "", *found]
+
+
 MIGRATE = (
     f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
     "import jobs; jobs.migrate_then_free()"
@@ -151,5 +202,6 @@ def run(repeats: int) -> str:
         lines = ["## snapshot, diff, leaks", "", "`python benchmarks/run.py --only snapshot`", ""]
         lines += [*snapshot_and_diff(repeats, Path(tmp)), ""]
         lines += [*slowdown(repeats, Path(tmp)), ""]
+        lines += [*leaks_cost(min(repeats, 2), Path(tmp)), ""]
         lines += [*peak_snapshot(repeats, Path(tmp)), ""]
     return "\n".join(lines)

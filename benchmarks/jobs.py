@@ -60,3 +60,16 @@ def migrate_then_free(items: int = 20_000) -> int:
     done = migration.run(items=items, variant="full")
     migration.JOBS.clear()
     return done
+
+
+KEPT: list[dict[str, object]] = []
+
+
+def dicts_kept(rounds: int = 4, count: int = 200_000, seed: int = 0) -> int:
+    """Allocation-heavy and leaking: `rounds` × `count` small dicts, 1 in 100 kept forever."""
+    total = 0
+    for r in range(rounds):
+        rows = [{"id": i, "name": f"n{seed}-{r}", "score": i * 0.5} for i in range(count)]
+        KEPT.extend(rows[::100])
+        total += len(rows)
+    return total

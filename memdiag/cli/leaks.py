@@ -85,9 +85,10 @@ if TYPE_CHECKING:
 @click.option(
     "--frames",
     type=click.IntRange(1, 100),
-    default=5,
+    default=1,
     show_default=True,
-    help="Traceback frames recorded per allocation.",
+    help="Traceback frames recorded per allocation in the traced last call (each frame "
+    "makes that call slower).",
 )
 @click.option(
     "--min-growth",

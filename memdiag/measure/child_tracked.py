@@ -221,7 +221,9 @@ def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
         return {"sites": {}, "types": {}}
     traced = tracemalloc.is_tracing() and bool(_MARK)
     traced_bytes = _TRACED_AFTER[0] if _TRACED_AFTER else tracemalloc.get_traced_memory()[0]
-    found = refchain.Evidence(set(sites), set(names), set(request["grown_types"]))
+    found = refchain.Evidence(
+        set(sites), set(names), set(request["grown_types"]), job.get("sample_budget_s", 3.0)
+    )
     groups = {f"site-{i + 1}": found.site_samples.get(s, []) for i, s in enumerate(sites[:chains])}
     origins: dict[str, tuple[str, int] | None] = {}
     for index, leak in enumerate(request["types"]):
@@ -236,7 +238,7 @@ def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
     search = refchain.find_chains(groups, job.get("chain_budget_s", 8.0), found.containers())
     evidence: dict[str, Any] = {"sites": {}, "types": {}, "search": search.summary()}
     if traced:
-        budget = job.get("chain_budget_s", 8.0) - search.elapsed()
+        budget = min(job.get("chain_budget_s", 8.0) - search.elapsed(), OWNER_BUDGET_S)
         evidence["owners"] = _owners(
             search, groups, budget, lambda g: _group_key(g, sites, names), traced_bytes
         )
@@ -274,7 +276,7 @@ def _owners(
     owners.add({label(g): p for g, p in search.paths.items() if g not in search.fallback_only})
     deadline = time.monotonic() + budget_s
     for _ in range(OWNER_ROUNDS):
-        if time.monotonic() > deadline:
+        if time.monotonic() > deadline or owners.retained() >= COVERED * growth:
             break
         pairs = owners.holders(refchain.START, max(growth // 100, 1), deadline)
         if not pairs:
@@ -293,8 +295,12 @@ def _owners(
     return owners.result()
 
 
-# Rounds of chain searches for growth no owner found so far retains.
+# Rounds of chain searches for growth no owner found so far retains, while the owners
+# found retain less than COVERED of the call's growth, within OWNER_BUDGET_S seconds
+# (everything here runs traced: tracemalloc says what the call allocated).
 OWNER_ROUNDS = 3
+COVERED = 0.8
+OWNER_BUDGET_S = 3.0
 
 
 def _group_key(group: str, sites: list[tuple[str, int]], names: list[str]) -> str:

@@ -107,6 +107,10 @@ class Owners:
         tracked.clear()
         return found
 
+    def retained(self) -> int:
+        """Return the bytes the owners found so far retain."""
+        return sum(int(o["retained_bytes"]) for o in self.found.values())
+
     def result(self) -> list[dict[str, Any]]:
         """Return the owners, largest retained first.
 
