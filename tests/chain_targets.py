@@ -165,3 +165,88 @@ def signals(records: int = 300) -> int:
     previous = signal.getsignal(signal.SIGUSR2)
     signal.signal(signal.SIGUSR2, functools.partial(_on_signal, previous, _rows("sig", records)))
     return records
+
+
+# The same holders, used as intended: each call's rows are let go. None of these leaks.
+
+
+def listener_fixed(records: int = 300) -> int:
+    """The processor unsubscribes when its batch is done."""
+    processor = BatchProcessor(records)
+    EVENT_BUS.subscribe("done", processor.on_progress)
+    EVENT_BUS._handlers["done"].remove(processor.on_progress)
+    return records
+
+
+def _make_bounded() -> Callable[[str], int]:
+    seen: list[str] = []
+
+    def count(item: str) -> int:
+        seen.append(item)
+        del seen[:-100]  # a window of the last 100 items
+        return len(seen)
+
+    return count
+
+
+BOUNDED = _make_bounded()
+
+
+def closure_fixed(records: int = 300) -> int:
+    """The closure keeps a window of the last 100 items only."""
+    for row in _rows("counted", records):
+        BOUNDED(row)
+    return records
+
+
+def handlers_fixed(records: int = 300) -> int:
+    """The handler is removed and closed after the call."""
+    log = logging.getLogger("jobs.sync.fixed")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    handler = ListHandler()
+    log.addHandler(handler)
+    try:
+        for i in range(records):
+            log.info("synced %d", i)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    return records
+
+
+@functools.lru_cache(maxsize=1024)
+def _price(key: int) -> int:
+    return key * 2
+
+
+def cached_fixed(records: int = 300) -> int:
+    """The cache is on a function of the key alone: it holds no service."""
+    service = PriceService(records)
+    return _price(1) + len(service.table)
+
+
+def exit_hooks_fixed(records: int = 300) -> int:
+    """The exit hook is unregistered once the export is flushed."""
+    exporter = Exporter(records)
+    atexit.register(exporter.flush)
+    exporter.flush()
+    atexit.unregister(exporter.flush)
+    return records
+
+
+def finalizers_fixed(records: int = 300) -> int:
+    """The finalizer is detached when the rows are closed by hand."""
+    rows = _rows("final", records)
+    finalizer = weakref.finalize(SESSION, _close, rows)
+    _close(rows)
+    finalizer.detach()
+    return records
+
+
+def signals_fixed(records: int = 300) -> int:
+    """The handler is put back when the call ends."""
+    previous = signal.getsignal(signal.SIGUSR2)
+    signal.signal(signal.SIGUSR2, functools.partial(_on_signal, previous, _rows("sig", records)))
+    signal.signal(signal.SIGUSR2, previous)
+    return records

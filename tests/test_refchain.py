@@ -40,6 +40,23 @@ CASES = {
 }
 
 
+# The owner each call's rows hang from (the last object older than the call on the chain),
+# and what one call adds under it.
+OWNERS = {
+    "listener": (
+        r"chain_targets\.EVENT_BUS\._handlers\['progress'\]",
+        "chain_targets.BatchProcessor",
+    ),
+    "closure": (r"chain_targets\.COUNT\.__closure__\[0\]\.cell_contents", "str"),
+    "handlers": (r"logging\.getLogger\('jobs\.sync'\)\.handlers", "chain_targets.ListHandler"),
+    "cached": (r"chain_targets\.PriceService\.price", "chain_targets.PriceService"),
+    "exit_hooks": (r"<atexit callback Exporter\.flush>", "chain_targets.Exporter"),
+    "threaded": (r"kept", "str"),
+    "finalizers": (r"weakref\.finalize\._registry", "weakref.finalize._Info"),
+    "signals": (r"signal\.getsignal\(signal\.SIGUSR2\)", "functools.partial"),
+}
+
+
 def str_chain(tmp_path: Path, function: str) -> tuple[dict[str, Any], str]:
     out = tmp_path / f"{function}.json"
     proc = memdiag(
@@ -51,7 +68,29 @@ def str_chain(tmp_path: Path, function: str) -> tuple[dict[str, Any], str]:
     assert re.match(r"backward search from \d+ samples, \d+ levels", report["chain_search"])
     types = {t["name"]: t for t in report["types"]}
     assert types["str"]["chain"], proc.stdout
+    check_owner(report, function, proc.stdout)
     return types["str"]["chain"], proc.stdout
+
+
+def check_owner(report: dict[str, Any], function: str, text: str) -> None:
+    """The report opens with the owner of the growth, which retains one call's rows."""
+    expression, added = OWNERS[function]
+    owners = report["owners"]
+    assert owners, text
+    first = owners[0]
+    assert re.fullmatch(expression, first["expression"]), first
+    # One call adds 300 rows of ~350 bytes: the owner retains them, and its share of the
+    # Python heap's growth per call says so (every other target leaks nothing else).
+    assert 95_000 < first["retained_bytes_per_iteration"] < 130_000, first
+    share = 0.2 if function == "handlers" else 0.9  # there, every handler's list is an owner
+    assert first["share"] >= share, first
+    path = {step["type"]: step["count"] for step in first["path"]}
+    assert path.get(added, 0) == (300 if added == "str" else 1), first["path"]
+    assert path.get("str") == 300, first["path"]
+    count = len(owners)
+    headline = f"{count} owner{' holds' if count == 1 else 's hold'} "
+    assert headline in text and f"of the growth: {first['expression']}" in text, text
+    assert text.index(headline) < text.index("leaking types"), text
 
 
 @pytest.mark.parametrize("function", sorted(CASES))

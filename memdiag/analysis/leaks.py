@@ -222,7 +222,7 @@ def find_leaks(
     settings = settings or LeakSettings()
     if not snaps:
         raise ValueError("no snapshots to look for leaks in")
-    window = list(snaps[settings.warmup :]) if len(snaps) > settings.warmup else list(snaps[-1:])
+    window = _window(snaps, settings)
     report = LeakReport(
         target=snaps[0].target,
         params=dict(snaps[0].params),
@@ -243,11 +243,17 @@ def find_leaks(
         report.sites = traced_sites(
             window[-1], settings, trend([s.heap_bytes or 0 for s in window])
         )
-    _attach(report, evidence or {})
+    heap = trend([s.heap_bytes or 0 for s in window]).per_step
+    _attach(report, evidence or {}, heap)
     return report
 
 
-def _attach(report: LeakReport, evidence: dict[str, Any]) -> None:
+def _window(snaps: Sequence[Snapshot], settings: LeakSettings) -> list[Snapshot]:
+    """Return the snapshots after the warm-up (the last one when there are no more)."""
+    return list(snaps[settings.warmup :]) if len(snaps) > settings.warmup else list(snaps[-1:])
+
+
+def _attach(report: LeakReport, evidence: dict[str, Any], heap_per_step: float = 0.0) -> None:
     for site in report.sites:
         found = evidence.get("sites", {}).get(site.site, {})
         site.type, site.chain = found.get("type"), found.get("chain")
@@ -256,16 +262,17 @@ def _attach(report: LeakReport, evidence: dict[str, Any]) -> None:
         kind.site, kind.chain = found.get("site"), found.get("chain")
     if "owners" in evidence:
         report.owners, report.growth_bytes_per_iteration = owners(
-            evidence["owners"], evidence.get("traced_bytes", 0), report.types
+            evidence["owners"], heap_per_step, report.types
         )
 
 
 def owners(
-    found: list[dict[str, Any]], traced_bytes: int, types: Sequence[TypeLeak]
+    found: list[dict[str, Any]], heap_per_step: float, types: Sequence[TypeLeak]
 ) -> tuple[list[Owner], float]:
     """Return the owners the child found, with their share of one call's growth, and that
-    growth: what the traced call left live, plus what grew in place (from the types'
-    series: an owner that grew in place retains no new object)."""
+    growth: the Python heap's per call (live objects' sizes, as the retained sizes are),
+    never less than what the owners retain. An owner that grew in place retains no new
+    object: its growth is its type's, from the series."""
     growth_of = {t.name: t.bytes_per_iteration for t in types}
     result = []
     for entry in found:
@@ -288,8 +295,7 @@ def owners(
                 truncated=entry["truncated"],
             )
         )
-    in_place = sum(o.retained_bytes_per_iteration for o in result if o.in_place)
-    total = max(float(traced_bytes) + in_place, sum(o.retained_bytes_per_iteration for o in result))
+    total = max(heap_per_step, sum(o.retained_bytes_per_iteration for o in result))
     for owner in result:
         owner.share = round(owner.retained_bytes_per_iteration / total, 4) if total else 0.0
     result.sort(key=lambda o: -o.retained_bytes_per_iteration)
@@ -323,7 +329,8 @@ def attribution_request(
     first `chains` with a reference chain; `types`: the leading leaking types, each with
     `largest_at_least` (bytes) when it grows without new objects (its largest objects are
     the ones that grew), else None (sample the objects allocated at its sites);
-    `grown_types`: the types with more live objects at the end, the only ones scanned.
+    `grown_types`: the types with more live objects at the end, the only ones scanned;
+    `growth_bytes`: the Python heap's growth per call, which the owners share out.
     """
     report = find_leaks(snaps, settings)
     types = [
@@ -335,4 +342,11 @@ def attribution_request(
     ]
     sites = [leak.site for leak in report.sites[: chains * 2]]
     grown = sorted(grown_types(snaps[settings.warmup :])) if sites or types else []
-    return {"chains": chains, "sites": sites, "types": types, "grown_types": grown}
+    growth = trend([s.heap_bytes or 0 for s in _window(snaps, settings)]).per_step
+    return {
+        "chains": chains,
+        "sites": sites,
+        "types": types,
+        "grown_types": grown,
+        "growth_bytes": max(round(growth), 0),
+    }

@@ -135,13 +135,8 @@ def run_leaks(func: Any, job: Job) -> int:
         if (out / STOP_FILE).exists():
             break  # Ctrl-C in memdiag: report on the snapshots taken so far
     shots.wait()
-    _TRACED_AFTER[:] = [shots.traced_bytes]
     _write_evidence(job)
     return records
-
-
-# What the traced call left live (tracemalloc's traced bytes after the last collection).
-_TRACED_AFTER: list[int] = []
 
 
 class _Mark:
@@ -220,7 +215,6 @@ def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
     if not sites and not names:
         return {"sites": {}, "types": {}}
     traced = tracemalloc.is_tracing() and bool(_MARK)
-    traced_bytes = _TRACED_AFTER[0] if _TRACED_AFTER else tracemalloc.get_traced_memory()[0]
     found = refchain.Evidence(
         set(sites), set(names), set(request["grown_types"]), job.get("sample_budget_s", 3.0)
     )
@@ -238,11 +232,11 @@ def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
     search = refchain.find_chains(groups, job.get("chain_budget_s", 8.0), found.containers())
     evidence: dict[str, Any] = {"sites": {}, "types": {}, "search": search.summary()}
     if traced:
+        growth = int(request.get("growth_bytes", 0))
         budget = min(job.get("chain_budget_s", 8.0) - search.elapsed(), OWNER_BUDGET_S)
         evidence["owners"] = _owners(
-            search, groups, budget, lambda g: _group_key(g, sites, names), traced_bytes
+            search, groups, budget, lambda g: _group_key(g, sites, names), growth
         )
-        evidence["traced_bytes"] = traced_bytes
     tracemalloc.stop()
     for index, site in enumerate(sites):
         evidence["sites"][f"{site[0]}:{site[1]}"] = {

@@ -154,15 +154,12 @@ class Background:
 
     def __init__(self) -> None:
         self.pid: int | None = None
-        # tracemalloc's traced bytes at the last snapshot, after its collection.
-        self.traced_bytes = 0
 
     def take(self, path: str, label: str, extra: dict[str, Any]) -> None:
         """Start the snapshot `label`, written to `path` with `extra` fields added."""
         self.wait()
         data = {**_process_figures(label, None), **extra, "heap_basis": "objects"}
         traced = tracemalloc.is_tracing()
-        self.traced_bytes = data["heap_bytes"] or 0
         pid = os.fork()
         if pid == 0:  # the copy: count, write, exit without running any cleanup
             code = 0
