@@ -1,12 +1,16 @@
 """memdiag leaks: growth per iteration, named down to file:line, object type and owner.
 
 \b
-A Python TARGET is called --iterations times in one fresh child, with tracemalloc on, and
-snapshotted after each call. After --warmup calls, a site or type leaks when its live bytes
-grew in at least 80% of the calls by at least --min-growth per call (least-squares slope),
-whether in new objects or in one that grows: memdiag's one leak rule (docs/leaks.md).
-Caches that warm up stop growing, and per-call garbage is collected before each snapshot.
-For the leading leaks, the report names the type allocated at the line and the chain of
+A Python TARGET is called --iterations times in one fresh child and snapshotted after each
+call: the objects counted by type in a forked copy while the next call runs, only the last
+call under tracemalloc (for its allocation sites). After --warmup calls, a type or the
+Python heap leaks when its live bytes grew in at least 80% of the calls by at least
+--min-growth per call (least-squares slope), whether in new objects or in one that grows:
+memdiag's one leak rule (docs/leaks.md). Caches that warm up stop growing, and per-call
+garbage is collected before each snapshot. The report opens with the owners of the growth:
+the objects, older than the last call, that hold what it added, with their retained size
+per call and share of the growth. For the leading leaks, it names the type allocated at
+the line and the chain of
 references that keeps it alive, written as code (`jobs.BUS._handlers['done'][3].__self__.rows`),
 from a module global, class attribute, closure, registry (logger, signal handler, atexit) or
 another thread's stack, and which search found it (a PNG too with --out, when graphviz's
