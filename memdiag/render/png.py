@@ -27,7 +27,7 @@ def _pyplot() -> Any:
 
 
 def _label(run: Run) -> str:
-    return params_text(run.params) if run.params else run.target
+    return params_text(run.params) if run.params else "(defaults)"
 
 
 class PngRenderer:
@@ -44,6 +44,7 @@ class PngRenderer:
             color="#1a73e8",
             lw=1.8,
             label="RSS (process tree, sampled)",
+            zorder=3,  # the measured curve over the peak and limit lines, never under them
         )
         heap = [(s.t_s, s.heap_bytes) for s in run.timeline if s.heap_bytes is not None]
         if heap:
@@ -53,6 +54,7 @@ class PngRenderer:
                 color="#e37400",
                 lw=1.4,
                 label="heap (memray)",
+                zorder=3,
             )
         _shade_phases(ax, run)
         ax.axhline(
