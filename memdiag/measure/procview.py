@@ -230,9 +230,12 @@ class Descendants:
         whether processes joined or left the tree since the last refresh."""
         now = time.monotonic()
         last = self._last_pid()
-        new = None
-        if last is not None and self._cursor is not None and now - self._listed_at < FULL_SCAN_S:
-            new = self._handed_out(self._cursor, last)
+        new, checking, cursor = None, False, self._cursor
+        if last is not None and cursor is not None:
+            if now - self._listed_at < FULL_SCAN_S:
+                new = self._handed_out(cursor, last)
+            else:
+                checking = True  # a listing the pids handed out should have left nothing for
         if new is None:
             fresh = self._list(now, last)
             gone = self.pids - self._listed
@@ -242,11 +245,15 @@ class Descendants:
             fresh, gone = self._read_new(new), set()
         self._cursor = last
         joined = self._adopt(fresh)
+        if joined and checking:
+            # The pids handed out missed a process (this /proc/loadavg does not count them
+            # as the kernel's does): list /proc at every refresh from now on.
+            self._in_order = False
         left = self._read_members()
         return joined or bool(gone) or left
 
     def _last_pid(self) -> int | None:
-        if self._loadavg is None:
+        if self._loadavg is None or not self._in_order:
             return None
         try:
             return int(os.pread(self._loadavg, 4096, 0).split()[-1])
@@ -307,13 +314,15 @@ class Descendants:
             if not members:
                 break
             for pid in members:
-                parent, _, maybe_thread = fresh.pop(pid)
+                parent, session, maybe_thread = fresh.pop(pid)
                 # A thread's stat names its process's parent and session: tell them apart
                 # here, for the few pids that would belong.
                 if maybe_thread and not is_process(pid):
                     continue
                 if parent == self.root:
-                    self._leaders.add(pid)
+                    # Its session at once when it leads one: orphans read in this same
+                    # refresh belong through it.
+                    (self._sessions if session == pid else self._leaders).add(pid)
                 self.pids.add(pid)
                 joined = True
         return joined
