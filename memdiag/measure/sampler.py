@@ -10,7 +10,8 @@ set size (PSS, /proc/PID/smaps_rollup), which splits each shared page among its 
 
 With a limit the tree is checked from the moment it is started: every 20 ms far from the
 limit, sooner as the tree nears 80% of it (before a job allocating 4 GB/s could get there),
-and every 2 ms above 80%, re-reading the process list at every check. A tree past the limit
+and every 2 ms above 80%, looking for new processes at every check (procview.Descendants:
+only the pids handed out since the previous check are read). A tree past the limit
 is killed at once (SIGKILL to each of its processes), as a container's OOM killer would.
 docs/run.md states how far past the limit a job can get: R x 10 ms + 2 MB at R bytes/s.
 """
@@ -35,7 +36,8 @@ NEAR_FRACTION = 0.8
 DESIGN_RATE = 4 * 1024**3
 # PSS costs about 20 us per resident MB (smaps_rollup walks the page tables: 4 ms for a
 # 200 MB process), so it is read on a share of the time: this much far from the limit,
-# more near it, and never more than PSS_MAX_SHARE even when processes keep starting.
+# more near it, and never more than PSS_MAX_SHARE even when processes keep starting; and
+# not again while no process started, ended, or changed its RSS or page faults.
 PSS_SHARE_FAR = 0.01
 PSS_SHARE_NEAR = 0.1
 PSS_MAX_SHARE = 0.25
