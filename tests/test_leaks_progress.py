@@ -46,7 +46,10 @@ def test_progress_lines_then_ctrl_c_reports_a_partial_series(tmp_path: Path) -> 
         proc.kill()
     lines += stderr.splitlines()
     progress = [line for line in lines if re.match(r"iteration [1-9]\d*/40 ", line)]
-    assert re.search(r"ETA \d+\.\d s +growth so far: RSS [+-]?[\d.]+ [KM]?B", progress[0])
+    assert re.search(
+        r"ETA \d+\.\d s \+ the last call's tracing +growth so far: RSS [+-]?[\d.]+ [KM]?B",
+        progress[0],
+    )
     assert re.search(r"Python heap \+[\d.]+ [KM]B", progress[-1])
     report = json.loads(out.read_text())
     assert report["partial"] is True

@@ -7,9 +7,10 @@ Run through memdiag's launcher as `python -m memdiag.measure.child_tracked SPEC.
 - `mode: "snapshot"`: snapshot before the call, at each probe phase boundary (`at_phase`),
   after it; with `peak_path`, the call alone under memray's aggregated capture (what was
   live at the peak); with `tracemalloc: false`, no tracemalloc (sites then come from memray);
-- `mode: "leaks"`: call the target `iterations` times, snapshot after each; then, in the
-  still-live process, name the type allocated at each leaking site and the chain of
-  references that keeps the leading leaking types alive. Which sites and types is memdiag's
+- `mode: "leaks"`: call the target `iterations` times, snapshot after each, tracemalloc
+  on for the last call only; then, in the still-live process, name the type allocated at
+  each leaking site, the chain of references that keeps the leading leaking types alive,
+  and the owners of the growth (`memdiag.measure.owners`). Which sites and types is memdiag's
   decision, made on the saved snapshots: the child writes DONE_FILE after its last
   snapshot and waits (at most REQUEST_WAIT_S) for REQUEST_FILE
   (`memdiag.analysis.leaks.attribution_request`);
@@ -227,8 +228,10 @@ def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
             origins[name], groups[f"type-{index + 1}"] = None, _largest(name, at_least)
         else:
             origins[name], groups[f"type-{index + 1}"] = found.type_samples(name, sites)
-    # Tracing stays on: after the search, whether a str, int or bytes is new (allocated by
-    # the traced call) is whether it has a traceback. The search allocates little.
+    if not traced:
+        tracemalloc.stop()  # the samples are read: the search runs faster untraced
+    # Else tracing stays on: after the search, whether a str, int or bytes is new (allocated
+    # by the traced call) is whether it has a traceback. The search allocates little.
     search = refchain.find_chains(groups, job.get("chain_budget_s", 8.0), found.containers())
     evidence: dict[str, Any] = {"sites": {}, "types": {}, "search": search.summary()}
     if traced:
@@ -388,7 +391,8 @@ MODES = {"snapshot": run_snapshot, "leaks": run_leaks, "every": run_every}
 
 
 def run_tracked(func: Any, spec: dict[str, Any]) -> int:
-    """Run the mode `spec["extra"]` names under tracemalloc, started after the imports."""
+    """Run the mode `spec["extra"]` names under tracemalloc, started after the imports
+    (`leaks` starts it itself, for its last call)."""
     job: Job = {**spec["extra"], "params": spec["params"]}
     if job.get("tracemalloc", job["mode"] != "leaks"):  # leaks traces its last call alone
         tracemalloc.start(job.get("frames", 8))

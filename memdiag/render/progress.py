@@ -104,6 +104,8 @@ class LeakProgress:
         each = elapsed / max(done, 1)
         left = max(self.total - done, 0)
         eta = f"ETA {_duration(each * left)}" if left else "analysing"
+        if left and self.unit == "iteration":
+            eta += " + the last call's tracing"  # only the last call runs traced, slower
         rss = snap.rss_bytes - self.first.rss_bytes
         growth = f"RSS {_signed(rss)}"
         if snap.heap_bytes is not None and self.first.heap_bytes is not None:
