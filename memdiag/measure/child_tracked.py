@@ -217,7 +217,7 @@ def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
         return {"sites": {}, "types": {}}
     traced = tracemalloc.is_tracing() and bool(_MARK)
     found = refchain.Evidence(
-        set(sites), set(names), set(request["grown_types"]), job.get("sample_budget_s", 3.0)
+        set(sites), set(names), set(request["grown_types"]), job.get("sample_budget_s", 1.0)
     )
     groups = {f"site-{i + 1}": found.site_samples.get(s, []) for i, s in enumerate(sites[:chains])}
     origins: dict[str, tuple[str, int] | None] = {}
