@@ -178,11 +178,9 @@ def traced_sites(last: Snapshot, settings: LeakSettings, heap: Trend) -> list[Si
     return sorted(found, key=lambda x: -x.bytes_per_iteration)
 
 
-def python_grows(snaps: Sequence[Snapshot], settings: LeakSettings) -> bool:
-    """Return whether the Python heap grows by the rule (None heaps never do)."""
-    if any(s.heap_bytes is None for s in snaps):
-        return False
-    return grows(trend([s.heap_bytes or 0 for s in snaps]), settings)
+def heap_trend(snaps: Sequence[Snapshot]) -> Trend:
+    """Return the Python heap's trend (a heap not measured counts as 0)."""
+    return trend([s.heap_bytes or 0 for s in snaps])
 
 
 def native_growth(snaps: Sequence[Snapshot], settings: LeakSettings) -> NativeGrowth | None:
@@ -237,14 +235,12 @@ def find_leaks(
         types=type_leaks(window, settings),
         native=native_growth(window, settings),
     )
+    heap = heap_trend(window)
     if not traced_last(window):
         report.sites = site_leaks(window, settings)  # every snapshot has sites: a series each
-    elif report.types or python_grows(window, settings):
-        report.sites = traced_sites(
-            window[-1], settings, trend([s.heap_bytes or 0 for s in window])
-        )
-    heap = trend([s.heap_bytes or 0 for s in window]).per_step
-    _attach(report, evidence or {}, heap)
+    elif report.types or (report.heap_first_bytes is not None and grows(heap, settings)):
+        report.sites = traced_sites(window[-1], settings, heap)
+    _attach(report, evidence or {}, heap.per_step)
     return report
 
 
@@ -342,7 +338,7 @@ def attribution_request(
     ]
     sites = [leak.site for leak in report.sites[: chains * 2]]
     grown = sorted(grown_types(snaps[settings.warmup :])) if sites or types else []
-    growth = trend([s.heap_bytes or 0 for s in _window(snaps, settings)]).per_step
+    growth = heap_trend(_window(snaps, settings)).per_step
     return {
         "chains": chains,
         "sites": sites,
