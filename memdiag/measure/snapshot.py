@@ -160,33 +160,23 @@ class Background:
         self.wait()
         data = {**_process_figures(label, None), **extra, "heap_basis": "objects"}
         traced = tracemalloc.is_tracing()
-        pid = os.fork()
-        if pid == 0:  # the copy: count, write, exit without running any cleanup
-            code = 0
-            try:
-                gc.disable()
-                data.update(_contents(traced, types=True))
-                data["heap_bytes"] = sum(t["size_bytes"] for t in data["types"])
-                tmp = f"{path}.tmp"
-                with open(tmp, "w") as out:
-                    json.dump(data, out)
-                os.replace(tmp, path)
-            except BaseException:
-                import traceback
 
-                traceback.print_exc()
-                code = 1
-            os._exit(code)
-        self.pid = pid
+        def count_and_write() -> None:
+            data.update(_contents(traced, types=True))
+            data["heap_bytes"] = sum(t["size_bytes"] for t in data["types"])
+            tmp = f"{path}.tmp"
+            with open(tmp, "w") as out:
+                json.dump(data, out)
+            os.replace(tmp, path)
+
+        self.pid = _fork_copy(count_and_write)
 
     def wait(self) -> None:
         """Wait for the snapshot in progress; raise when its copy failed."""
         if self.pid is None:
             return
-        _, status = os.waitpid(self.pid, 0)
-        self.pid = None
-        if status != 0:
-            raise RuntimeError("a snapshot's forked copy failed (its traceback is above)")
+        pid, self.pid = self.pid, None
+        _reap(pid)
 
 
 def _contents(traced: bool, types: bool) -> dict[str, Any]:
@@ -211,26 +201,42 @@ def in_fork(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     it allocates never reaches the job's process and heap.
     """
     read_fd, write_fd = os.pipe()
+
+    def compute_and_send() -> None:
+        os.close(read_fd)
+        payload = json.dumps(compute()).encode()
+        with os.fdopen(write_fd, "wb") as out:
+            out.write(payload)
+
+    pid = _fork_copy(compute_and_send)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as source:
+        payload = source.read()
+    _reap(pid, failed=not payload)
+    result: dict[str, Any] = json.loads(payload)
+    return result
+
+
+def _fork_copy(work: Callable[[], None]) -> int:
+    """Return the pid of a forked copy of this process that runs `work` with the collector
+    off, prints the traceback if it fails, and exits without running any cleanup."""
     pid = os.fork()
-    if pid == 0:  # the copy: compute, send, exit without running any cleanup
+    if pid == 0:  # the copy
         code = 0
         try:
-            os.close(read_fd)
             gc.disable()
-            payload = json.dumps(compute()).encode()
-            with os.fdopen(write_fd, "wb") as out:
-                out.write(payload)
+            work()
         except BaseException:
             import traceback
 
             traceback.print_exc()
             code = 1
         os._exit(code)
-    os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as source:
-        payload = source.read()
+    return pid
+
+
+def _reap(pid: int, failed: bool = False) -> None:
+    """Wait for the copy `pid`; raise when it (or, `failed`, what it sent) failed."""
     _, status = os.waitpid(pid, 0)
-    if status != 0 or not payload:
+    if status != 0 or failed:
         raise RuntimeError("a snapshot's forked copy failed (its traceback is above)")
-    result: dict[str, Any] = json.loads(payload)
-    return result
