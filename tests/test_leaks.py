@@ -67,6 +67,31 @@ def test_one_growing_object_is_a_leak(tmp_path: Path) -> None:
         assert report["native"] is None
 
 
+def test_allocation_heavy_call_is_traced_in_slices(tmp_path: Path) -> None:
+    """Tracing the last call whole would cost ten times the call: past two calls' time it is
+    traced in slices, and the sample still names the line, its size and the owner."""
+    proc, report = leaks(tmp_path, f"{TARGETS}:churn_kept", "--vary", "seed")
+    assert proc.returncode == 1, proc.stdout
+    share = report["traced_share"]
+    assert share is not None and 0.01 < share < 0.9, share
+    assert "the last call was traced in slices" in proc.stdout
+    growth = report["growth_bytes_per_iteration"]  # 3,000 rows a call, from the untraced calls
+    assert 500_000 < growth < 1_500_000, growth
+    sites = {s["site"].rsplit("/", 1)[-1]: s for s in report["sites"]}
+    site = sites[f"leak_targets.py:{line_of('rows = [{')}"]
+    # Scaled up from the sample: within a factor 2 of the growth (unscaled, it is the share).
+    assert 0.5 * growth < site["bytes_per_iteration"] < 2 * growth, (site, share)
+    # Five allocations a kept row (the dict, its table, its str, int and float).
+    assert 0.5 * 15_000 < site["objects_per_iteration"] < 2 * 15_000, site
+    owner = report["owners"][0]
+    assert owner["expression"] == "leak_targets.KEPT_ROWS", owner
+    assert owner["share"] >= 0.8, owner
+    assert {s["type"]: s["count"] for s in owner["path"]}.get("dict") == 3000, owner["path"]
+    types = {t["name"]: t for t in report["types"]}
+    for name in ("dict", "str"):
+        assert types[name]["chain"]["expression"].startswith("leak_targets.KEPT_ROWS["), name
+
+
 def test_warming_caches_are_not_leaks_and_no_fail(tmp_path: Path) -> None:
     proc, report = leaks(tmp_path, f"{TARGETS}:clean")
     assert proc.returncode == 0 and not report["found"], proc.stdout

@@ -156,7 +156,9 @@ def traced_last(snaps: Sequence[Snapshot]) -> bool:
     return bool(snaps[-1].frames) and not any(s.frames or s.sites for s in snaps[:-1])
 
 
-def traced_sites(last: Snapshot, settings: LeakSettings, heap: Trend) -> list[SiteLeak]:
+def traced_sites(
+    last: Snapshot, settings: LeakSettings, heap: Trend, share: float | None = None
+) -> list[SiteLeak]:
     """Return the sites of a snapshot taken after the only traced call, largest first.
 
     Tracing started with that call: what its sites still hold after it (garbage collected)
@@ -169,13 +171,43 @@ def traced_sites(last: Snapshot, settings: LeakSettings, heap: Trend) -> list[Si
     cap = heap.per_step if heap.per_step > 0 else float("inf")
     found = []
     for s in last.sites:
-        if s.size_bytes < settings.min_growth_bytes:
+        size, count = float(s.size_bytes), float(s.count)
+        if share and size <= SMALL_ALLOCATION * max(count, 1):
+            size, count = size / share, count / share  # a sample of the call's small ones
+        if size < settings.min_growth_bytes:
             continue
-        grown = s.size_bytes > cap
-        per_call = round(cap, 1) if grown else s.size_bytes
-        objects = 0 if grown else s.count
-        found.append(SiteLeak(s.key, s.traceback, per_call, objects, s.size_bytes, s.count, 1, 1))
+        grown = size > cap
+        per_call = round(cap if grown else size, 1)
+        objects = 0 if grown else round(count)
+        found.append(
+            SiteLeak(s.key, s.traceback, per_call, objects, round(size), round(count), 1, 1)
+        )
     return sorted(found, key=lambda x: -x.bytes_per_iteration)
+
+
+# pymalloc serves allocations up to this size; larger ones go to the raw allocator, which
+# tracemalloc traces throughout even when the call is traced in slices.
+SMALL_ALLOCATION = 512
+
+
+def sampled_share(last: Snapshot, evidence: dict[str, Any]) -> float | None:
+    """Return the share of the traced call's small allocations that were traced, None when
+    it was traced whole.
+
+    Measured on the new objects the owners retain: how many of those tracemalloc could
+    trace it did (`traced_objects`, from the child). Without enough of them, the share of
+    the call's time traced, which overstates it (a traced slice runs slower).
+    """
+    if last.traced_share is None:
+        return None
+    traced, of = evidence.get("traced_objects") or (0, 0)
+    if of >= MIN_TRACEABLE and traced:
+        return round(min(traced / of, 1.0), 4)
+    return last.traced_share
+
+
+# The fewest traceable new objects from which the share traced is measured.
+MIN_TRACEABLE = 100
 
 
 def heap_trend(snaps: Sequence[Snapshot]) -> Trend:
@@ -239,7 +271,8 @@ def find_leaks(
     if not traced_last(window):
         report.sites = site_leaks(window, settings)  # every snapshot has sites: a series each
     elif report.types or (report.heap_first_bytes is not None and grows(heap, settings)):
-        report.sites = traced_sites(window[-1], settings, heap)
+        report.traced_share = sampled_share(window[-1], evidence or {})
+        report.sites = traced_sites(window[-1], settings, heap, report.traced_share)
     _attach(report, evidence or {}, heap.per_step)
     return report
 
@@ -325,6 +358,9 @@ def attribution_request(
     first `chains` with a reference chain; `types`: the leading leaking types, each with
     `largest_at_least` (bytes) when it grows without new objects (its largest objects are
     the ones that grew), else None (sample the objects allocated at its sites);
+    `owned_types`: the next leaking types, chained only through an owner that retains
+    them (no search of their own); `site_objects` and `type_objects`: how many new objects
+    each adds per call (no more samples are looked for);
     `grown_types`: the types with more live objects at the end, the only ones scanned;
     `growth_bytes`: the Python heap's growth per call, which the owners share out.
     """
@@ -336,13 +372,22 @@ def attribution_request(
         }
         for leak in report.types[:chains]
     ]
-    sites = [leak.site for leak in report.sites[: chains * 2]]
+    # A site that adds no object (a buffer grown in place) has no object to sample.
+    leading = [leak for leak in report.sites[: chains * 2] if leak.objects_per_iteration > 0]
+    sites = [leak.site for leak in leading]
     grown = sorted(grown_types(snaps[settings.warmup :])) if sites or types else []
     growth = heap_trend(_window(snaps, settings)).per_step
     return {
         "chains": chains,
         "sites": sites,
         "types": types,
+        "owned_types": [leak.name for leak in report.types[chains : chains * 3]],
+        "site_objects": {leak.site: leak.objects_per_iteration for leak in leading},
+        "type_objects": {
+            leak.name: leak.objects_per_iteration
+            for leak in report.types[:chains]
+            if leak.objects_per_iteration >= 1
+        },
         "grown_types": grown,
         "growth_bytes": max(round(growth), 0),
     }

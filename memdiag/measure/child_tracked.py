@@ -23,19 +23,21 @@ for `peak_path`.
 
 from __future__ import annotations
 
+import array
 import gc
 import itertools
 import json
 import os
 import re
+import statistics
 import threading
 import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from memdiag.measure import child_bootstrap
-from memdiag.measure.snapshot import Background, capture, in_fork
+from memdiag.measure import child_bootstrap, untraced
+from memdiag.measure.snapshot import Background, capture, fork_copy, in_fork, reap
 from memdiag.model import SCHEMA_VERSION
 
 Job = dict[str, Any]
@@ -115,24 +117,46 @@ def run_leaks(func: Any, job: Job) -> int:
     by type (`Background`) while the next call runs, so finding what grows costs little
     more than the calls. The last call runs under tracemalloc with `frames` frames: what it
     allocated and still holds after it is one call's growth by allocating line, and the
-    objects the chain search starts from. Ctrl-C before it leaves the report without sites.
+    objects the chain search starts from. When tracing it costs more than `FULL_CALLS`
+    untraced calls, the rest of it is traced in slices (`untraced.Tracer`). Which objects
+    are new (`memdiag.measure.owners.new_since`): the collector's objects frozen before the
+    call are old, and the untracked objects the snapshot before it counted.
+    Ctrl-C before the last call leaves the report without sites.
     """
     records = 0
     out = Path(job["out"])
     shots = Background()
+    # Made before the first snapshot, so that none of memdiag's own objects count as growth.
+    last, tracer = job["iterations"], untraced.Tracer()
+    _TRACER[:] = [tracer]
+    took = array.array("d")
     fields = {"target": job["target"], "params": job["params"]}
+    last_fields, old_ids = {**fields, "traced_share": None}, str(out / OLD_IDS)
     shots.take(str(out / "iter-000.json"), "iteration 0", fields)
     vary = job.get("vary")
-    for i in range(1, job["iterations"] + 1):
+    for i in range(1, last + 1):
         params = dict(job["params"])
         if vary:
             params[vary] = params.get(vary, 0) + i  # fresh input per call, as a service gets
-        if i == job["iterations"]:
-            tracemalloc.start(job.get("frames", 1))
-            _mark_new()
+        if i == last:
+            gc.collect()
+            gc.freeze()  # never collected nor moved in the call: what is not frozen is new
+            full_s = max(FULL_CALLS * statistics.median(took), MIN_FULL_S) if took else None
+            tracer.start(job.get("frames", 1), full_s)
+        started = time.perf_counter()
         records += _records(func(**params))
+        took.append(time.perf_counter() - started)
         del params
-        shots.take(str(out / f"iter-{i:03d}.json"), f"iteration {i}", fields)
+        if i == last:
+            last_fields["traced_share"] = tracer.stop()
+            _write_new_ids(out / NEW_IDS)
+            gc.unfreeze()
+        shots.take(
+            str(out / f"iter-{i:03d}.json"),
+            f"iteration {i}",
+            last_fields if i == last else fields,
+            old_ids if i == last - 1 else None,
+        )
         if (out / STOP_FILE).exists():
             break  # Ctrl-C in memdiag: report on the snapshots taken so far
     shots.wait()
@@ -140,19 +164,25 @@ def run_leaks(func: Any, job: Job) -> int:
     return records
 
 
-class _Mark:
-    """An object created just before the traced call: the collector's list has the older
-    objects before it and the newer ones after it (`memdiag.measure.owners.newer_than`)."""
+def _write_new_ids(path: Path) -> None:
+    """Write the ids of the collector's objects made by the traced call (not frozen)."""
+    gc.collect()  # the call's garbage: the frozen objects are not looked at
+
+    def write() -> None:
+        untraced.write_ids(str(path), (id(obj) for obj in gc.get_objects()))
+
+    reap(fork_copy(write))
 
 
-_MARK: list[_Mark] = []
-
-
-def _mark_new() -> None:
-    # A full collection at once puts the mark in the oldest generation: every object
-    # created later is appended after it, whatever collections the call then runs.
-    _MARK[:] = [_Mark()]
-    gc.collect()
+# The traced call is traced whole for this many untraced calls' time (at least MIN_FULL_S
+# seconds), then in slices.
+FULL_CALLS = 2.0
+MIN_FULL_S = 1.0
+# Ids written for `memdiag.measure.owners.new_since`, in the snapshot directory.
+NEW_IDS = "new-tracked.ids"
+OLD_IDS = "old-untracked.ids"
+# The last call's tracer: the analysis's copy puts the allocators back (`untraced`).
+_TRACER: list[untraced.Tracer] = []
 
 
 def run_every(func: Any, job: Job) -> int:
@@ -209,15 +239,27 @@ def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
     `memdiag.analysis.leaks.attribution_request`).
     """
     from memdiag.measure import refchain
+    from memdiag.measure.owners import new_since
 
     chains = request["chains"]
     sites = [_site(key) for key in request["sites"]]
     names = [t["name"] for t in request["types"]]
     if not sites and not names:
         return {"sites": {}, "types": {}}
-    traced = tracemalloc.is_tracing() and bool(_MARK)
+    out = Path(job["out"])
+    traced = tracemalloc.is_tracing() and (out / NEW_IDS).exists()
+    if traced and _TRACER:
+        _TRACER[0].restore()  # this copy's own allocations are not the call's
+    expected: dict[Any, float] = {_site(k): n for k, n in request.get("site_objects", {}).items()}
+    expected.update(request.get("type_objects", {}))
+    is_new = new_since(out / NEW_IDS, out / OLD_IDS) if traced else None
     found = refchain.Evidence(
-        set(sites), set(names), set(request["grown_types"]), job.get("sample_budget_s", 1.0)
+        set(sites),
+        set(names),
+        set(request["grown_types"]),
+        job.get("sample_budget_s", 1.0),
+        expected,
+        is_new,
     )
     groups = {f"site-{i + 1}": found.site_samples.get(s, []) for i, s in enumerate(sites[:chains])}
     origins: dict[str, tuple[str, int] | None] = {}
@@ -228,18 +270,35 @@ def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
             origins[name], groups[f"type-{index + 1}"] = None, _largest(name, at_least)
         else:
             origins[name], groups[f"type-{index + 1}"] = found.type_samples(name, sites)
+    owned = [str(name) for name in request.get("owned_types", [])]
+    for index in range(len(owned)):
+        groups[f"type-{len(names) + index + 1}"] = []  # chained through an owner, if any
+    names = [*names, *owned]
+    origins.update((name, None) for name in owned)
     if not traced:
         tracemalloc.stop()  # the samples are read: the search runs faster untraced
     # Else tracing stays on: after the search, whether a str, int or bytes is new (allocated
     # by the traced call) is whether it has a traceback. The search allocates little.
-    search = refchain.find_chains(groups, job.get("chain_budget_s", 8.0), found.containers())
-    evidence: dict[str, Any] = {"sites": {}, "types": {}, "search": search.summary()}
+    budget_s = job.get("chain_budget_s", 8.0)
+    search = refchain.search_backward(groups, budget_s, found.containers())
+    owners = None
     if traced:
         growth = int(request.get("growth_bytes", 0))
-        budget = min(job.get("chain_budget_s", 8.0) - search.elapsed(), OWNER_BUDGET_S)
-        evidence["owners"] = _owners(
-            search, groups, budget, lambda g: _group_key(g, sites, names), growth
+        owners = _owners(
+            search,
+            groups,
+            min(budget_s - search.elapsed(), OWNER_BUDGET_S),
+            lambda g: _group_key(g, sites, names),
+            growth,
+            is_new,
         )
+    else:
+        search.walk_forward(groups)
+    search.settle()
+    evidence: dict[str, Any] = {"sites": {}, "types": {}, "search": search.summary()}
+    if owners is not None:
+        evidence["owners"] = owners.result()
+        evidence["traced_objects"] = owners.traced_objects()
     tracemalloc.stop()
     for index, site in enumerate(sites):
         evidence["sites"][f"{site[0]}:{site[1]}"] = {
@@ -256,21 +315,34 @@ def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def _owners(
-    search: Any, groups: dict[str, list[Any]], budget_s: float, label: Any, growth: int
-) -> list[dict[str, Any]]:
-    """Return the owners of the growth along the chains found (`memdiag.measure.owners`).
+    search: Any,
+    groups: dict[str, list[Any]],
+    budget_s: float,
+    label: Any,
+    growth: int,
+    is_new: Any,
+) -> Any:
+    """Return the owners of the growth (`memdiag.measure.owners.Owners`), and complete the
+    chain search with them.
 
-    Then, while time is left, the old objects holding new objects no owner found so far
-    retains (at least 1% of the call's `growth`), each with its own chain: one leak can
-    have many owners.
+    The owners along the chains the backward search found come first. A group whose
+    samples (or, with none, whose type) an owner retains is chained through that owner, as
+    what one call added under it; the forward walk looks only for the groups left. Then,
+    while time is left, the old objects holding new objects no owner found so far retains
+    (at least 1% of the call's `growth`), each with its own chain: one leak can have many
+    owners.
     """
     from memdiag.measure import refchain
-    from memdiag.measure.owners import Owners, newer_than
+    from memdiag.measure.owners import Owners
     from memdiag.measure.snapshot import type_name
 
     own = [groups, *groups.values()]
-    owners = Owners(newer_than(_MARK[0]), {id(search), *search.own, *map(id, own)})
-    owners.add({label(g): p for g, p in search.paths.items() if g not in search.fallback_only})
+    owners = Owners(is_new, {id(search), *search.own, *map(id, own)})
+    owners.add({label(g): p for g, p in search.paths.items()})
+    _through_owners(search, groups, owners, label)
+    walked = set(search.paths)
+    search.walk_forward(groups)
+    owners.add({label(g): p for g, p in search.paths.items() if g not in walked})
     deadline = time.monotonic() + budget_s
     for _ in range(OWNER_ROUNDS):
         if time.monotonic() > deadline or owners.retained() >= COVERED * growth:
@@ -289,7 +361,28 @@ def _owners(
                 held = pairs[int(group.split("-")[1])][1]
                 paths[type_name(type(held))] = [*path, held]
         owners.add(paths)
-    return owners.result()
+    _through_owners(search, groups, owners, label)
+    return owners
+
+
+def _through_owners(search: Any, groups: dict[str, list[Any]], owners: Any, label: Any) -> None:
+    """Chain each group still without one through the owner that retains its samples (or,
+    for a type without samples, one new object of the type)."""
+    for group, samples in groups.items():
+        if group in search.paths:
+            continue
+        found = owners.path_to(samples)
+        if found is None and group.startswith("type-") and not samples:
+            example = owners.of_type(label(group))
+            found = owners.path_to([example]) if example is not None else None
+        if found is not None:
+            path, owner = found
+            owners.add({label(group): path})  # its way down may say more of what one call adds
+            search.paths[group] = path
+            search.found_by[group] = (
+                f"the owner {owner}, through what one call added under it, "
+                f"in {search.elapsed():.1f} s"
+            )
 
 
 # Rounds of chain searches for growth no owner found so far retains, while the owners

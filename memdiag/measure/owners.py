@@ -15,14 +15,18 @@ Standard library only.
 
 from __future__ import annotations
 
+import bisect
 import gc
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from memdiag.measure.chaintext import describe
+from memdiag.measure.refchain import is_traced
 from memdiag.measure.snapshot import type_name
+from memdiag.measure.untraced import read_ids
 
 # The most new objects walked under one owner: a bound on the copy's time, reported.
 MAX_RETAINED = 2_000_000
@@ -36,6 +40,7 @@ class Owners:
         self.claimed: set[int] = set(own)
         self.found: dict[Any, dict[str, Any]] = {}
         self.counts: dict[Any, dict[str, tuple[int, int]]] = {}
+        self.tree = _Tree()
 
     def add(self, paths: dict[str, list[Any]]) -> None:
         """Add the owners of the chains in `paths` (label → [Root, objects..., sample])."""
@@ -48,8 +53,9 @@ class Owners:
             if key not in self.found:
                 chain = describe(path[: index + 2] if index is not None else path[:1])
                 starts = gc.get_referents(owner) if owner is not None else below[:1]
+                self.tree.prefix[key] = path[: index + 2] if index is not None else path[:1]
                 counts, retained, truncated = _retained(
-                    starts, self.is_new, self.claimed, self.claimed
+                    starts, self.is_new, self.claimed, self.claimed, (self.tree, key)
                 )
                 self.counts[key] = counts
                 largest = sorted(counts.items(), key=lambda kv: -kv[1][1])[:5]
@@ -107,6 +113,25 @@ class Owners:
         tracked.clear()
         return found
 
+    def path_to(self, samples: list[Any]) -> tuple[list[Any], str] | None:
+        """Return a chain [Root, ..., owner, ..., sample] to the first of `samples` an owner
+        retains, through the new objects under it, and the owner's expression; None when
+        no owner retains one."""
+        for sample in samples:
+            if id(sample) in self.tree.parent:
+                path, key = self.tree.path(sample)
+                return path, str(self.found[key]["expression"])
+        return None
+
+    def of_type(self, name: str) -> Any:
+        """Return one new object of the type `name` an owner retains, None when none does."""
+        return self.tree.example.get(name)
+
+    def traced_objects(self) -> list[int]:
+        """Return [traced, traceable]: of the new objects the owners retain that tracemalloc
+        could have traced, how many it did (all, unless the call was traced in slices)."""
+        return [self.tree.traced, self.tree.traceable]
+
     def retained(self) -> int:
         """Return the bytes the owners found so far retain."""
         return sum(int(o["retained_bytes"]) for o in self.found.values())
@@ -124,38 +149,31 @@ class Owners:
         return sorted(self.found.values(), key=lambda o: -o["retained_bytes"])
 
 
-def newer_than(mark: object) -> Callable[[Any], bool]:
-    """Return a test of whether an object was created after `mark` and is still live.
+def new_since(new_tracked: Path, old_untracked: Path) -> Callable[[Any], bool]:
+    """Return a test of whether a live object was made by the traced call.
 
-    Containers the collector tracks: those after `mark` in its list, which a full
-    collection keeps in order, appending younger objects behind older ones (`mark` was put
-    in the oldest generation before the call). A collection also moves an object reachable
-    only from later objects behind them, so an old object held only by new ones is after
-    the mark too: where tracemalloc can tell, it must also have traced the object. It
-    cannot for lists, dicts, tuples and floats (CPython reuses freed ones) nor, before
-    Python 3.12, for instances with a managed `__dict__`. Untracked objects (str, int,
-    bytes, and tuples or dicts of only those): those tracemalloc traced, or holding one.
+    Objects the collector tracks: those in `new_tracked`, the ids of the collector's
+    objects after the call that were not frozen before it (`gc.freeze`: a frozen object is
+    never moved nor collected, so no collection during the call mixes old and new).
+    Untracked objects (str, int, float, bytes, and tuples or dicts of only those): those
+    tracemalloc traced, and those not among `old_untracked`, the untracked objects the
+    snapshot before the call counted. Known limits: an old untracked object freed by the
+    call whose address a new one took counts as old unless traced; an old dict or tuple
+    the call made tracked counts as new.
     """
-    from memdiag.measure.refchain import is_traced
-
-    tracked = gc.get_objects()
-    newer: set[int] = set()
-    for index in range(len(tracked) - 1, -1, -1):
-        if tracked[index] is mark:
-            break
-        newer.add(id(tracked[index]))
-    else:
-        newer.clear()  # no mark: nothing is known to be new
-    del tracked
+    new = set(read_ids(str(new_tracked)))
+    old = read_ids(str(old_untracked))
+    counted = old_untracked.exists()  # not after a single call: then only the traced are new
 
     def is_new(obj: Any) -> bool:
         if gc.is_tracked(obj):
-            return id(obj) in newer and (not _traceable(type(obj)) or is_traced(obj))
+            return id(obj) in new
         if is_traced(obj):
             return True
-        if type(obj) in (tuple, dict):
-            return any(not gc.is_tracked(r) and is_traced(r) for r in gc.get_referents(obj))
-        return False
+        if not counted:
+            return False
+        at = bisect.bisect_left(old, id(obj))
+        return at == len(old) or old[at] != id(obj)
 
     return is_new
 
@@ -166,7 +184,9 @@ _MANAGED_DICT = 1 << 4  # Py_TPFLAGS_MANAGED_DICT
 
 
 def _traceable(kind: type) -> bool:
-    """Return whether tracemalloc finds the traceback of a new object of type `kind`."""
+    """Return whether tracemalloc finds the traceback of a new object of type `kind`: not
+    for a type CPython reuses freed objects of, nor, before Python 3.12, for an instance
+    with a managed `__dict__` (its address is not its allocation's)."""
     if kind in _REUSED:
         return False
     return sys.version_info >= (3, 12) or not kind.__flags__ & _MANAGED_DICT
@@ -180,16 +200,51 @@ def _last_old(objects: list[Any], is_new: Callable[[Any], bool]) -> int | None:
     return None
 
 
+class _Tree:
+    """How each new object an owner retains was reached: a chain to it is the owner's chain,
+    then the new objects from the owner down to it."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, Any] = {}  # id → the object it was reached from (None: a start)
+        self.start: dict[int, Any] = {}  # id of a first object under an owner → the owner's key
+        self.prefix: dict[Any, list[Any]] = {}  # owner's key → [Root, ..., owner]
+        self.example: dict[str, Any] = {}  # type name → the first new object of the type
+        # Of the new objects tracemalloc could have traced (`_traceable`): how many, and how
+        # many it did. Below 1, the call was traced in slices and this is the share traced.
+        self.traceable = 0
+        self.traced = 0
+
+    def path(self, obj: Any) -> tuple[list[Any], Any]:
+        """Return the chain to `obj`, a new object reached, and its owner's key."""
+        down = [obj]
+        while id(obj) not in self.start:
+            obj = self.parent[id(obj)]
+            down.append(obj)
+        key = self.start[id(obj)]
+        return [*self.prefix[key], *reversed(down)], key
+
+
 def _retained(
-    starts: list[Any], is_new: Callable[[Any], bool], claimed: set[int], seen: set[int]
+    starts: list[Any],
+    is_new: Callable[[Any], bool],
+    claimed: set[int],
+    seen: set[int],
+    record: tuple[_Tree, Any] | None = None,
 ) -> tuple[dict[str, tuple[int, int]], int, bool]:
     """Return ({type: (count, bytes)}, bytes, truncated) of the new objects reachable from
-    `starts` through new objects only, neither `claimed` nor `seen` (which this extends)."""
+    `starts` through new objects only, neither `claimed` nor `seen` (which this extends).
+
+    With `record` (a tree and the owner's key), how each object was reached is kept."""
     counts: dict[str, tuple[int, int]] = {}
     names: dict[type, str] = {}
     total = 0
     stack = [o for o in starts if id(o) not in claimed and id(o) not in seen and is_new(o)]
     seen.update(id(obj) for obj in stack)
+    tree = record[0] if record is not None else None
+    if record is not None:
+        for obj in stack:
+            record[0].start[id(obj)] = record[1]
+            record[0].parent[id(obj)] = None
     walked = 0
     while stack:
         obj = stack.pop()
@@ -205,10 +260,17 @@ def _retained(
         count, held = counts.get(name, (0, 0))
         counts[name] = (count + 1, held + size)
         total += size
+        if tree is not None:
+            tree.example.setdefault(name, obj)
+            if _traceable(kind):
+                tree.traceable += 1
+                tree.traced += is_traced(obj)
         for ref in gc.get_referents(obj):
             if id(ref) not in claimed and id(ref) not in seen and is_new(ref):
                 seen.add(id(ref))
                 stack.append(ref)
+                if tree is not None:
+                    tree.parent[id(ref)] = obj
     return counts, total, False
 
 

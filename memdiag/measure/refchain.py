@@ -20,21 +20,24 @@ Each hop is named as Python would spell it (`chaintext.py`: `.attr`, `['key']`, 
 from __future__ import annotations
 
 import gc
+import math
 import sys
 import time
 import tracemalloc
 import types
 from collections import deque
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from typing import Any
 
 from memdiag.measure.chainroots import Root, RootIndex, unregistered_root
 from memdiag.measure.chaintext import describe
 from memdiag.measure.snapshot import type_name
 
-__all__ = ["SAMPLES", "Evidence", "Search", "describe", "find_chains"]
+__all__ = ["SAMPLES", "Evidence", "Search", "describe", "find_chains", "search_backward"]
 
 SAMPLES = 20
+# Objects scanned without a new sample after which a site short of samples has no more.
+STALE = 16_384
 # Samples each group starts the backward search from, and the most it keeps per level:
 # get_referrers compares every pointer in the heap with each frontier object.
 START = 4
@@ -49,47 +52,78 @@ class Evidence:
     """Live objects grouped by allocating line: types per site, sample objects per type."""
 
     def __init__(
-        self, sites: set[Site], type_names: set[str], grown: set[str], budget_s: float = 30.0
+        self,
+        sites: set[Site],
+        type_names: set[str],
+        grown: set[str],
+        budget_s: float = 30.0,
+        expected: dict[Any, float] | None = None,
+        is_new: Callable[[Any], bool] | None = None,
     ) -> None:
         """Group the live objects of the `grown` types (tracing must still be on).
 
         Newest objects first, and only until every site and type has its samples or
         `budget_s` seconds have passed: under tracemalloc every allocation of the scan is
-        itself traced, and the leaking objects are among the newest.
+        itself traced, and the leaking objects are among the newest. `expected` is how many
+        new objects a site or type name has, when known: no more samples are looked for.
+        With `is_new` (a test of whether the traced call made an object), a new object
+        without a traceback is a sample of its type still, of no site: tracemalloc cannot
+        trace every object, nor any in a call traced in slices.
         """
+        self.wanted = {
+            key: max(1, min(SAMPLES, math.ceil(count))) for key, count in (expected or {}).items()
+        }
         self.site_types: dict[Site, dict[str, int]] = {s: {} for s in sites}
         self.site_samples: dict[Site, list[Any]] = {s: [] for s in sites}
-        self.type_sites: dict[str, dict[Site, list[Any]]] = {t: {} for t in type_names}
+        self.type_sites: dict[str, dict[Site | None, list[Any]]] = {t: {} for t in type_names}
         self.scanned = 0
+        self.last_added = 0
         names: dict[type, str] = {}
         deadline = time.perf_counter() + budget_s
         objects = _newest_first(grown, names)
         for obj in objects:
             self.scanned += 1
-            if self.scanned % 4096 == 0 and (self._full() or time.perf_counter() > deadline):
+            if self.scanned % 4096 == 0 and (
+                self._full() or self._stale() or time.perf_counter() > deadline
+            ):
                 break
             raw = _raw_traceback(obj)
-            if not raw:
-                continue
             name = names[type(obj)]
-            site = raw[0]  # the raw form is most recent first: the allocating line
+            if raw:
+                site: Site | None = raw[0]  # the raw form is most recent first: the line
+            elif is_new is not None and name in self.type_sites and is_new(obj):
+                site = None
+            else:
+                continue
             if site in self.site_types:
                 sizes = self.site_types[site]
                 sizes[name] = sizes.get(name, 0) + sys.getsizeof(obj)
                 if len(self.site_samples[site]) < SAMPLES:
                     self.site_samples[site].append(obj)
+                    self.last_added = self.scanned
             if name in self.type_sites:
                 held = self.type_sites[name].setdefault(site, [])
                 if len(held) < SAMPLES:
                     held.append(obj)
+                    self.last_added = self.scanned
         objects.close()  # its list of every tracked object would be a holder of everything
 
     def _full(self) -> bool:
-        sites_full = all(len(s) >= SAMPLES for s in self.site_samples.values())
-        types_full = all(
-            any(len(h) >= SAMPLES for h in by_site.values()) for by_site in self.type_sites.values()
+        sites_full = all(
+            len(held) >= self.wanted.get(site, SAMPLES) for site, held in self.site_samples.items()
         )
-        return sites_full and types_full
+        return sites_full and self._types_full()
+
+    def _types_full(self) -> bool:
+        return all(
+            any(len(h) >= self.wanted.get(name, SAMPLES) for h in by_site.values())
+            for name, by_site in self.type_sites.items()
+        )
+
+    def _stale(self) -> bool:
+        """Every type has its samples and the last STALE objects scanned gave none more: a
+        site still short of samples has no more objects (a buffer, not an object)."""
+        return self.scanned - self.last_added >= STALE and self._types_full()
 
     def dominant_type(self, site: Site) -> str | None:
         """Return the type holding the most bytes among the objects allocated at `site`."""
@@ -105,9 +139,10 @@ class Evidence:
         for site in leaking:
             if by_site.get(site):
                 return site, by_site[site]
-        if not by_site:
-            return None, []
-        site = max(by_site, key=lambda s: len(by_site[s]))
+        traced = [s for s in by_site if s is not None]
+        if not traced:
+            return None, by_site.get(None, [])
+        site = max(traced, key=lambda s: len(by_site[s]))
         return site, by_site[site]
 
     def containers(self) -> list[Any]:
@@ -201,6 +236,20 @@ class Search:
         """Return the seconds since the search started."""
         return time.perf_counter() - self.started
 
+    def walk_forward(self, groups: dict[str, list[Any]]) -> None:
+        """Walk forward from the roots for the `groups` still without a chain, in time left."""
+        missing = {g: t for g, t in groups.items() if g not in self.paths and t}
+        if missing and time.perf_counter() < self.deadline:
+            _forward(self, missing)
+
+    def settle(self) -> None:
+        """Give each group still without a chain its fallback (a chain that reaches no root)."""
+        for group, path in self.fallback.items():
+            if group not in self.paths:
+                self.paths[group] = path
+                self.found_by[group] = _how(self, "backward search")
+                self.fallback_only.add(group)
+
     def summary(self) -> str:
         """Return what was searched, for a group with no chain."""
         return (
@@ -219,18 +268,21 @@ def find_chains(
     `own` are the caller's containers of samples, never holders. Backward first, then the
     forward walk for the groups still without a chain, both within `budget_s` seconds.
     """
+    search = search_backward(groups, budget_s, own)
+    search.walk_forward(groups)
+    search.settle()
+    return search
+
+
+def search_backward(
+    groups: dict[str, list[Any]], budget_s: float = 8.0, own: Iterable[Any] = ()
+) -> Search:
+    """Return the search after its backward part alone (the cheap one): the caller may
+    find the other groups' chains another way before `walk_forward` and `settle`."""
     roots = RootIndex.build()
     search = Search(budget_s, roots, [groups, *groups.values(), *own])
     search.scanned = len(gc.get_objects())
     _backward(search, groups)
-    missing = {g: t for g, t in groups.items() if g not in search.paths and t}
-    if missing and time.perf_counter() < search.deadline:
-        _forward(search, missing)
-    for group, path in search.fallback.items():
-        if group not in search.paths:
-            search.paths[group] = path
-            search.found_by[group] = _how(search, "backward search")
-            search.fallback_only.add(group)
     return search
 
 

@@ -34,9 +34,12 @@ def type_name(kind: type) -> str:
     return name if module == "builtins" else f"{module}.{name}"
 
 
-def live_objects() -> list[Any]:
-    """Return the GC's objects plus the untracked objects they refer to, each once."""
+def live_objects(skip: set[int] | None = None) -> list[Any]:
+    """Return the GC's objects plus the untracked objects they refer to, each once; not
+    the containers whose ids are in `skip`, nor what only they refer to."""
     tracked = gc.get_objects()
+    if skip:
+        tracked = [obj for obj in tracked if id(obj) not in skip]
     seen: dict[int, Any] = {}
     frontier: Iterable[Any] = gc.get_referents(*tracked)
     # Two levels: a str inside an untracked tuple (untracked: it holds only atomics) counts.
@@ -155,38 +158,60 @@ class Background:
     def __init__(self) -> None:
         self.pid: int | None = None
 
-    def take(self, path: str, label: str, extra: dict[str, Any]) -> None:
-        """Start the snapshot `label`, written to `path` with `extra` fields added."""
+    def take(
+        self, path: str, label: str, extra: dict[str, Any], untracked_ids: str | None = None
+    ) -> None:
+        """Start the snapshot `label`, written to `path` with `extra` fields added; with
+        `untracked_ids`, the ids of the untracked objects counted are written there too."""
         self.wait()
         data = {**_process_figures(label, None), **extra, "heap_basis": "objects"}
         traced = tracemalloc.is_tracing()
 
         def count_and_write() -> None:
-            data.update(_contents(traced, types=True))
+            data.update(_contents(traced, types=True, untracked_ids=untracked_ids))
             data["heap_bytes"] = sum(t["size_bytes"] for t in data["types"])
             tmp = f"{path}.tmp"
             with open(tmp, "w") as out:
                 json.dump(data, out)
             os.replace(tmp, path)
 
-        self.pid = _fork_copy(count_and_write)
+        self.pid = fork_copy(count_and_write)
 
     def wait(self) -> None:
         """Wait for the snapshot in progress; raise when its copy failed."""
         if self.pid is None:
             return
         pid, self.pid = self.pid, None
-        _reap(pid)
+        reap(pid)
 
 
-def _contents(traced: bool, types: bool) -> dict[str, Any]:
+def _contents(traced: bool, types: bool, untracked_ids: str | None = None) -> dict[str, Any]:
     # Sites first, and the raw snapshot dropped before the types are counted: its million
     # trace tuples are not the job's objects.
     snap = tracemalloc.take_snapshot() if traced else None
     tracemalloc.stop()
     sites = site_stats(snap) if snap is not None else []
     del snap
-    return {"sites": sites, "types": type_stats(live_objects()) if types else []}
+    if not types:
+        return {"sites": sites, "types": []}
+    objects = live_objects(skip=_containers(sites))  # the sites are not the job's objects
+    if untracked_ids:
+        from memdiag.measure.untraced import write_ids
+
+        write_ids(untracked_ids, (id(obj) for obj in objects if not gc.is_tracked(obj)))
+    return {"sites": sites, "types": type_stats(objects)}
+
+
+def _containers(data: Any) -> set[int]:
+    """Return the ids of the lists and dicts in `data`, a JSON-like structure."""
+    found: set[int] = set()
+    stack = [data]
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, list | dict):
+            found.add(id(obj))
+            stack.extend(obj.values() if isinstance(obj, dict) else obj)
+    return found
 
 
 def _in_fork(traced: bool, types: bool) -> dict[str, Any]:
@@ -208,16 +233,16 @@ def in_fork(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         with os.fdopen(write_fd, "wb") as out:
             out.write(payload)
 
-    pid = _fork_copy(compute_and_send)
+    pid = fork_copy(compute_and_send)
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as source:
         payload = source.read()
-    _reap(pid, failed=not payload)
+    reap(pid, failed=not payload)
     result: dict[str, Any] = json.loads(payload)
     return result
 
 
-def _fork_copy(work: Callable[[], None]) -> int:
+def fork_copy(work: Callable[[], None]) -> int:
     """Return the pid of a forked copy of this process that runs `work` with the collector
     off, prints the traceback if it fails, and exits without running any cleanup."""
     pid = os.fork()
@@ -235,7 +260,7 @@ def _fork_copy(work: Callable[[], None]) -> int:
     return pid
 
 
-def _reap(pid: int, failed: bool = False) -> None:
+def reap(pid: int, failed: bool = False) -> None:
     """Wait for the copy `pid`; raise when it (or, `failed`, what it sent) failed."""
     _, status = os.waitpid(pid, 0)
     if status != 0 or failed:

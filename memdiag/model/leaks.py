@@ -98,6 +98,9 @@ class LeakReport:
     # Who holds the growth, largest first, and one traced call's growth they share out.
     owners: list[Owner] = field(default_factory=list)
     growth_bytes_per_iteration: float | None = None
+    # When the traced call was traced in slices: the share of its small allocations traced,
+    # by which the sites' sizes and counts were scaled up. None when traced whole.
+    traced_share: float | None = None
     status: str = "ok"
     error: str | None = None
 

@@ -77,6 +77,9 @@ class Snapshot:
     tracemalloc_bytes: int | None = None
     frames: int = 0
     heap_basis: str = "traced"
+    # After `memdiag leaks`'s traced call: the share of its time traced when tracing went to
+    # slices (its sites are then a sample); None when traced whole.
+    traced_share: float | None = None
     gc_counts: list[int] = field(default_factory=list)
     gc_collections: list[int] = field(default_factory=list)
     regions: dict[str, int] = field(default_factory=dict)

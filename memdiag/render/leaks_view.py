@@ -137,6 +137,14 @@ def leak_view(report: LeakReport, frames: int = 4, searched: str | None = None) 
         ("RSS", f"{format_size(report.rss_first_bytes)} → {format_size(report.rss_last_bytes)}"),
         ("Python heap", heap),
     ]
+    if report.traced_share is not None:
+        summary.append(
+            (
+                "sites",
+                f"the last call was traced in slices: {report.traced_share:.0%} of its small "
+                "allocations traced, sizes and counts scaled up from them",
+            )
+        )
     site_rows, site_details, chains = [], [], []
     for s in report.sites:
         site_rows.append(
