@@ -150,7 +150,20 @@ def leaks_cost(repeats: int, tmp: Path) -> list[str]:
             if owner
             else "no owner named"
         )
-        found.append(f"- {title}: {named}.")
+        share = report.get("traced_share")
+        traced = (
+            "the last call traced whole"
+            if share is None
+            else f"the last call traced in slices ({share:.0%} of its small allocations)"
+        )
+        site = report["sites"][0] if report.get("sites") else None
+        where = (
+            f"; first site `{site['site'].rsplit('/', 1)[-1]}`, "
+            f"{site['bytes_per_iteration'] / 2**20:.2f} MB per call"
+            if site
+            else ""
+        )
+        found.append(f"- {title}: {named}; {traced}{where}.")
     return [*rows, "", "What `memdiag leaks` named first:", "", *found]
 
 

@@ -27,14 +27,14 @@ def leak(records: int = 300) -> int:
 
 BUFFER = bytearray()
 ROWS: list[int] = []
-KEPT_ROWS: list[dict[str, object]] = []
+KEPT_DICTS: list[dict[str, object]] = []
 
 
 def churn_kept(rounds: int = 3, count: int = 100_000, seed: int = 0) -> int:
     """Allocation-heavy: `rounds` × `count` small rows a call, 1 in 100 kept for good."""
     for r in range(rounds):
         rows = [{"id": i, "name": f"n{seed}-{r}-{i}", "score": i * 0.5} for i in range(count)]
-        KEPT_ROWS.extend(rows[::100])
+        KEPT_DICTS.extend(rows[::100])
     return rounds * count
 
 

@@ -108,6 +108,29 @@ def test_rss_growing_without_the_heap_is_native_growth() -> None:
     assert "--memray --native" in LeakMarkdownRenderer().report(report)
 
 
+def untraced_then_traced(rss: list[float]) -> list[Snapshot]:
+    """`memdiag leaks`'s series: untraced snapshots (no sites), then one after the traced call."""
+    snaps = [
+        Snapshot(f"iteration {i}", float(i), "jobs.py:sync", rss_bytes=int(r), heap_bytes=1 * MB)
+        for i, r in enumerate(rss)
+    ]
+    snaps[-1].frames, snaps[-1].tracemalloc_bytes = 1, 2 * MB
+    snaps[-1].sites = [SiteStat(SITE, 100 * KB, 10)]
+    return snaps
+
+
+def test_rss_left_by_the_traced_call_is_not_native_growth() -> None:
+    # Flat RSS, then tracemalloc's tables for the traced call's peak stay in RSS after it.
+    flat = [60 * MB + (i % 2) * 100 * KB for i in range(7)]
+    report = find_leaks(untraced_then_traced([*flat[:-1], flat[-1] + 80 * MB]))
+    assert report.native is None
+    # A real native leak is still one without the traced call's snapshot.
+    growing = [60 * MB + i * 4 * MB for i in range(7)]
+    report = find_leaks(untraced_then_traced([*growing[:-1], growing[-1] + 80 * MB]))
+    assert report.native is not None
+    assert report.native.native_per_iteration == pytest.approx(4 * MB, rel=0.05)
+
+
 def test_rss_following_the_heap_is_not_native_growth() -> None:
     sizes = [i * 4 * MB for i in range(8)]
     report = find_leaks(series(sizes))

@@ -84,12 +84,12 @@ def test_allocation_heavy_call_is_traced_in_slices(tmp_path: Path) -> None:
     # Five allocations a kept row (the dict, its table, its str, int and float).
     assert 0.5 * 15_000 < site["objects_per_iteration"] < 2 * 15_000, site
     owner = report["owners"][0]
-    assert owner["expression"] == "leak_targets.KEPT_ROWS", owner
+    assert owner["expression"] == "leak_targets.KEPT_DICTS", owner
     assert owner["share"] >= 0.8, owner
     assert {s["type"]: s["count"] for s in owner["path"]}.get("dict") == 3000, owner["path"]
     types = {t["name"]: t for t in report["types"]}
     for name in ("dict", "str"):
-        assert types[name]["chain"]["expression"].startswith("leak_targets.KEPT_ROWS["), name
+        assert types[name]["chain"]["expression"].startswith("leak_targets.KEPT_DICTS["), name
 
 
 def test_warming_caches_are_not_leaks_and_no_fail(tmp_path: Path) -> None:

@@ -216,7 +216,14 @@ def heap_trend(snaps: Sequence[Snapshot]) -> Trend:
 
 
 def native_growth(snaps: Sequence[Snapshot], settings: LeakSettings) -> NativeGrowth | None:
-    """Return the RSS growth no Python allocation accounts for, None when there is none."""
+    """Return the RSS growth no Python allocation accounts for, None when there is none.
+
+    Not counting the snapshot after a traced last call: tracemalloc's tables for everything
+    the call had live at once stay in the process's RSS after it (the allocator keeps them),
+    which is not the job's.
+    """
+    if len(snaps) > 2 and traced_last(snaps):
+        snaps = snaps[:-1]
     rss = trend([s.rss_bytes for s in snaps])
     python = [(s.heap_bytes or 0) + (s.tracemalloc_bytes or 0) for s in snaps]
     heap = trend(python)

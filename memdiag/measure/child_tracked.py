@@ -176,8 +176,8 @@ def _write_new_ids(path: Path) -> None:
 
 # The traced call is traced whole for this many untraced calls' time (at least MIN_FULL_S
 # seconds), then in slices.
-FULL_CALLS = 2.0
-MIN_FULL_S = 1.0
+FULL_CALLS = 1.0
+MIN_FULL_S = 0.5
 # Ids written for `memdiag.measure.owners.new_since`, in the snapshot directory.
 NEW_IDS = "new-tracked.ids"
 OLD_IDS = "old-untracked.ids"
@@ -234,9 +234,9 @@ def _await_request(out: Path, wait_s: float) -> dict[str, Any]:
 def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
     """Return the requested sites' types and the leading leaks' reference chains.
 
-    Runs in a fork (`in_fork`): it reads the object tracebacks it needs, then stops
-    tracing and walks the heap at full speed. `request` is memdiag's decision (see
-    `memdiag.analysis.leaks.attribution_request`).
+    Runs in a fork (`in_fork`) that allocates untraced, at full speed, while the traced
+    call's tracebacks stay readable (`untraced.Tracer.restore`). `request` is memdiag's
+    decision (see `memdiag.analysis.leaks.attribution_request`).
     """
     from memdiag.measure import refchain
     from memdiag.measure.owners import new_since
@@ -277,8 +277,8 @@ def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
     origins.update((name, None) for name in owned)
     if not traced:
         tracemalloc.stop()  # the samples are read: the search runs faster untraced
-    # Else tracing stays on: after the search, whether a str, int or bytes is new (allocated
-    # by the traced call) is whether it has a traceback. The search allocates little.
+    # Else tracemalloc stays on, with this copy's own allocations untraced (`Tracer.restore`):
+    # whether an object has a traceback still says the traced call made it.
     budget_s = job.get("chain_budget_s", 8.0)
     search = refchain.search_backward(groups, budget_s, found.containers())
     owners = None

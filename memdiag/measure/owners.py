@@ -1,7 +1,7 @@
 """Groups one call's growth by the object that retains it, in the live child.
 
 Runs in the forked copy of `memdiag leaks`'s child after the last call, which ran under
-tracemalloc (`newer_than` says which objects that call created). On each reference chain found
+tracemalloc (`new_since` says which objects that call created). On each reference chain found
 from a root to a leaking object, the owner is the last old object: the structure that was
 there before the call and now holds what the call added (a list of handlers, a cache, a
 set of processed keys). An owner retains the new objects reachable from it through new
@@ -164,18 +164,27 @@ def new_since(new_tracked: Path, old_untracked: Path) -> Callable[[Any], bool]:
     new = set(read_ids(str(new_tracked)))
     old = read_ids(str(old_untracked))
     counted = old_untracked.exists()  # not after a single call: then only the traced are new
+    old_set = set(old) if len(old) <= OLD_AS_SET else None
 
     def is_new(obj: Any) -> bool:
         if gc.is_tracked(obj):
             return id(obj) in new
-        if is_traced(obj):
-            return True
-        if not counted:
-            return False
-        at = bisect.bisect_left(old, id(obj))
-        return at == len(old) or old[at] != id(obj)
+        if counted:
+            if old_set is not None:
+                was_there = id(obj) in old_set
+            else:
+                at = bisect.bisect_left(old, id(obj))
+                was_there = at < len(old) and old[at] == id(obj)
+            if not was_there:
+                return True
+        return is_traced(obj)  # an old address a traced new object took, or no count
 
     return is_new
+
+
+# Up to this many old untracked ids are looked up in a set (about 60 MB); beyond, by
+# bisection in the sorted array.
+OLD_AS_SET = 1_000_000
 
 
 # CPython keeps freed objects of these types for reuse: tracemalloc did not see them made.
