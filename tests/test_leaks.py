@@ -68,7 +68,7 @@ def test_one_growing_object_is_a_leak(tmp_path: Path) -> None:
 
 
 def test_allocation_heavy_call_is_traced_in_slices(tmp_path: Path) -> None:
-    """Tracing the last call whole would cost ten times the call: past two calls' time it is
+    """Tracing the last call whole would cost ten times the call: past one call's time it is
     traced in slices, and the sample still names the line, its size and the owner."""
     proc, report = leaks(tmp_path, f"{TARGETS}:churn_kept", "--vary", "seed")
     assert proc.returncode == 1, proc.stdout

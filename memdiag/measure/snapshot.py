@@ -194,7 +194,7 @@ def _contents(traced: bool, types: bool, untracked_ids: str | None = None) -> di
     del snap
     if not types:
         return {"sites": sites, "types": []}
-    objects = live_objects(skip=_containers(sites))  # the sites are not the job's objects
+    objects = live_objects(skip=_containers(sites) if sites else None)  # not the job's
     if untracked_ids:
         from memdiag.measure.untraced import write_ids
 
