@@ -7,6 +7,7 @@ it they skip, except under CI=true, where they fail: CI must never pass without 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -18,6 +19,12 @@ import psutil
 import pytest
 
 MB = 1024 * 1024
+
+# A shell that starts the suite in the background (`pytest &`) hands it SIGINT ignored, and
+# every memdiag the tests start would inherit that: the Ctrl-C tests would then wait for a
+# stop that never comes. Python's own handler puts it back (children get the default).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
