@@ -280,21 +280,20 @@ def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
     # Else tracemalloc stays on, with this copy's own allocations untraced (`Tracer.restore`):
     # whether an object has a traceback still says the traced call made it.
     budget_s = job.get("chain_budget_s", 8.0)
-    search = refchain.search_backward(groups, budget_s, found.containers())
     owners = None
-    if traced:
-        growth = int(request.get("growth_bytes", 0))
+    if traced:  # the owners complete the backward search (`_owners`)
+        search = refchain.search_backward(groups, budget_s, found.containers())
         owners = _owners(
             search,
             groups,
             min(budget_s - search.elapsed(), OWNER_BUDGET_S),
             lambda g: _group_key(g, sites, names),
-            growth,
+            int(request.get("growth_bytes", 0)),
             is_new,
         )
+        search.settle()
     else:
-        search.walk_forward(groups)
-    search.settle()
+        search = refchain.find_chains(groups, budget_s, found.containers())
     evidence: dict[str, Any] = {"sites": {}, "types": {}, "search": search.summary()}
     if owners is not None:
         evidence["owners"] = owners.result()
