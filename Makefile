@@ -10,10 +10,22 @@ STAMP  := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml plugins/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]' -e './plugins[postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,node]' -e './plugins[postgres]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The Node reference job's dependencies (better-sqlite3, compiled against the installed node's
+# headers: no download but from the npm registry); without npm it says so and goes on.
+NODE_JOBS  := plugins/node
+NODE_STAMP := $(NODE_JOBS)/node_modules/.installed-stamp
+
+$(NODE_STAMP): $(NODE_JOBS)/package.json $(NODE_JOBS)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		cd $(NODE_JOBS) && npm_config_build_from_source=true \
+		npm_config_nodedir=$$(dirname $$(dirname $$(command -v node))) \
+		npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed-stamp; \
+	else echo "make: npm not found: the Node reference job ($(NODE_JOBS)) is not installed"; fi
+
+install: $(STAMP) $(NODE_STAMP)
 
 # The main job: the reference `import` engine (incident 001) on the embedded SQLite default,
 # both variants, two batch sizes, three input sizes (a fit with a quality), decided at the
@@ -27,7 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy memdiag plugins/memdiag_plugins
 
-test: lint
+test: lint $(NODE_STAMP)
 	$(BIN)/pytest
 
 # memdiag's own memory gate: the reference engines' fixed variants against reports/baseline.json

@@ -20,7 +20,7 @@ class Rec:
         self.i = i + 1000
         self.name = "record-%d" % i
 held = [Rec(i) for i in range(333_334)]
-from memdiag.measure.snapshot import capture
+from memdiag.measure.python.snapshot import capture
 started = time.perf_counter()
 data = capture("bench")
 elapsed = time.perf_counter() - started
@@ -104,17 +104,24 @@ def slowdown(repeats: int, tmp: Path) -> list[str]:
 
 
 BENCH_DIR = str(Path(__file__).resolve().parent)
-# Each job's 6 calls, bare and under `memray run`, as `memdiag leaks --vary seed` makes them.
+# Each job's 6 calls, bare and under `memray run`, as `memdiag leaks` makes them (with
+# `--vary seed`, a fresh input per call).
 LEAK_JOBS = {
     "record-sync at its defaults (leaky), 6 calls": (
         "from memdiag_plugins import record_sync\n"
         "for i in range(1, 7): record_sync.run(seed=1 + i)",
-        ["record-sync", "--param", "seed=1"],
+        ["record-sync", "--param", "seed=1", "--vary", "seed"],
     ),
     "allocation-heavy: 800,000 small dicts a call, 1% kept, 6 calls": (
         f"import sys; sys.path.insert(0, {BENCH_DIR!r}); import jobs\n"
         "for i in range(1, 7): jobs.dicts_kept(seed=i)",
-        [f"{BENCH_DIR}/jobs.py:dicts_kept", "--param", "seed=0"],
+        [f"{BENCH_DIR}/jobs.py:dicts_kept", "--param", "seed=0", "--vary", "seed"],
+    ),
+    "sync service: a set of 1.2 M strings growing by 200,000 a call, 2.4 M objects at the end, "
+    "6 calls": (
+        f"import sys; sys.path.insert(0, {BENCH_DIR!r}); import sync_service\n"
+        "for _ in range(6): sync_service.sync(cycles=8)",
+        [f"{BENCH_DIR}/sync_service.py:sync", "--param", "cycles=8"],
     ),
 }
 
@@ -129,7 +136,7 @@ def leaks_cost(repeats: int, tmp: Path) -> list[str]:
     ]
     found = []
     for title, (calls, target) in LEAK_JOBS.items():
-        leaks = [PY, "-m", "memdiag", "leaks", *target, "--vary", "seed", "--iterations", "6"]
+        leaks = [PY, "-m", "memdiag", "leaks", *target, "--iterations", "6"]
         leaks += ["--json", str(tmp / "leaks.json")]
         memray = [PY, "-m", "memray", "run", "-q", "-f", "-o", str(tmp / "l.bin"), "-c", calls]
         cases = {"bare": [PY, "-c", calls], "memray": memray, "leaks": leaks}

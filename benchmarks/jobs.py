@@ -73,3 +73,24 @@ def dicts_kept(rounds: int = 4, count: int = 200_000, seed: int = 0) -> int:
         KEPT.extend(rows[::100])
         total += len(rows)
     return total
+
+
+def dedup(records: int = 1000) -> int:
+    """Candidate pairs inside one block, 8 bytes per pair: memory grows with records²."""
+    pairs = bytearray(8 * records * records)
+    pairs[::4096] = b"\x01" * len(range(0, len(pairs), 4096))
+    return records
+
+
+def profiles(records: int = 10_000, users: int = 40_000) -> int:
+    """Records from a pool of `users`, 4 KB kept per distinct user: memory levels off near
+    users × 4 KB (distinct users seen grow as users · (1 − e^(−records/users)))."""
+    import random
+
+    draw = random.Random(0)
+    kept: dict[int, bytearray] = {}
+    for _ in range(records):
+        user = draw.randrange(users)
+        if user not in kept:
+            kept[user] = bytearray(b"\x01" * 4096)
+    return records

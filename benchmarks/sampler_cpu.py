@@ -2,7 +2,7 @@
 
 The sampler runs in memdiag while the job runs; on a shared machine its CPU is taken from the
 job. CPU seconds of that one thread (its own clock, CLOCK_THREAD_CPUTIME_ID) are far less
-noisy than wall times. Each revision's `memdiag/measure/sampler.py` samples the same
+noisy than wall times. Each revision's `memdiag/measure/process/sampler.py` samples the same
 synthetic tree: a launcher (a bare interpreter in a session of its own) and its job, which
 touches MB megabytes and forks PROCS-1 workers that only read it, then sleeps. Revisions are
 measured interleaved, one subprocess per measurement, and the median is kept.
@@ -33,7 +33,7 @@ MB = 1024 * 1024
 INTERVAL_S = 0.1  # memdiag run's default --interval
 SETTLE_S = 1.0  # the tree is built: what is measured is the steady cost per job-second
 
-# The launcher stand-in: the job in a session of its own, waited for (as child_launcher does).
+# The launcher stand-in: the job in a session of its own, waited for (as the launcher does).
 LAUNCHER = "import os, sys; job = os.posix_spawn(sys.executable, sys.argv[1:], os.environ, setsid=True); os.waitpid(job, 0)"  # noqa: E501
 JOB = """
 import os, sys, time
@@ -62,7 +62,7 @@ def worker(src: str, mb: int, procs: int, limit_mb: int, window: float) -> None:
     """Print one measurement, as JSON, of the sampler in `src` (run in a process of its own:
     each revision imports its own `memdiag`)."""
     sys.path.insert(0, src)
-    import memdiag.measure.sampler as sampler_module
+    import memdiag.measure.process.sampler as sampler_module
 
     assert sampler_module.__file__ and sampler_module.__file__.startswith(src)
     argv = [sys.executable, "-I", "-S", "-c", LAUNCHER, sys.executable, "-c", JOB]

@@ -22,11 +22,11 @@ __all__ = [
 
 _LAZY = {
     "MemdiagError": ("memdiag.errors", "MemdiagError"),
-    "MemoryMonitor": ("memdiag.monitor", "MemoryMonitor"),
+    "MemoryMonitor": ("memdiag.health.monitor", "MemoryMonitor"),
     "health": ("memdiag.health", None),
     "Run": ("memdiag.model", "Run"),
     "load_run": ("memdiag.model", "load_run"),
-    "measure_run": ("memdiag.measure.runner", "measure_run"),
+    "measure_run": ("memdiag.measure.process.runner", "measure_run"),
     "probe": ("memdiag.probe", None),
 }
 

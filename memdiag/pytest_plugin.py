@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from memdiag.errors import MemdiagError
-from memdiag.measure import selfmem
+from memdiag.measure.python import selfmem
 from memdiag.units import format_size, parse_size
 
 if TYPE_CHECKING:
@@ -259,7 +259,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     path = session.config.getoption("--memdiag-report")
     if not path:
         return
-    from memdiag.measure.env import collect_env
+    from memdiag.measure.process.env import collect_env
     from memdiag.model import SCHEMA_VERSION, write_json_atomic
 
     entries = session.config.stash[REPORT_KEY]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import re
+from collections import OrderedDict
 from typing import ClassVar
 
 from memdiag import probe
@@ -36,6 +38,36 @@ def churn_kept(rounds: int = 3, count: int = 100_000, seed: int = 0) -> int:
         rows = [{"id": i, "name": f"n{seed}-{r}-{i}", "score": i * 0.5} for i in range(count)]
         KEPT_DICTS.extend(rows[::100])
     return rounds * count
+
+
+KEPT_FORMATTED: list[str] = []
+KEPT_FSTRINGS: list[str] = []
+
+
+def two_formats(kept: int = 3000, work: int = 1500, seed: int = 0) -> int:
+    """Keeps `kept` strings of 28 characters a call from each of two lines: %-formatted
+    (finished by a realloc) and f-strings (one malloc), among `work` small strings of
+    garbage per kept pair."""
+    junk = 0
+    for i in range(kept):
+        n = seed * kept + i
+        KEPT_FORMATTED.append("record %08d of the batch" % n)  # noqa: UP031 (the realloc)
+        KEPT_FSTRINGS.append(f"record {n:08d} of the batch")
+        for _ in range(work):
+            junk += len(str(i) * 3)
+    return kept
+
+
+LOG = logging.getLogger("leak_targets")
+
+
+def named_loggers(count: int = 2000, seed: int = 0) -> int:
+    """A logger per request, never let go by logging (its manager's table keeps them all),
+    beside a module logger of its own, through which the table is reached too."""
+    for i in range(count):
+        logging.getLogger(f"job.request-{seed}-{i}").debug("start")
+    LOG.debug("done")
+    return count
 
 
 def one_buffer(mb: int = 1) -> None:
@@ -74,3 +106,68 @@ def phased(records: int = 2000) -> int:
     ERRORS.extend(str(r["id"]) for r in rows[:10])
     del kept
     return len(rows)
+
+
+CALLS = [0]
+
+
+def fails_on(call: int = 6, error: str = "value", rounds: int = 3) -> int:
+    """Leaks as `churn_kept` does, allocation-heavy (its traced call goes to slices), and
+    raises at the end of call number `call`: ValueError, or MemoryError for "memory"."""
+    CALLS[0] += 1
+    churn_kept(rounds, 30_000, CALLS[0])
+    if CALLS[0] == call:
+        raise (
+            MemoryError("no room for record 7") if error == "memory" else ValueError("bad record 7")
+        )
+    return rounds * 30_000
+
+
+def tracing_seen(path: str, records: int = 300) -> int:
+    """Leaks as `leak` does; appends to `path` whether tracemalloc traced this call."""
+    import tracemalloc
+
+    with open(path, "a") as out:
+        out.write(f"{tracemalloc.is_tracing()}\n")
+    return leak(records)
+
+
+class SyncService:
+    """Keeps every processed record's key and never clears them."""
+
+    def __init__(self) -> None:
+        self.processed_records: set[str] = set()
+        self.calls = 0
+
+
+SYNC = SyncService()
+
+
+def processed_keys(keys: int = 60_000) -> int:
+    """Adds `keys` new keys a call: the set's table doubles every few calls."""
+    SYNC.calls += 1
+    for i in range(keys):
+        SYNC.processed_records.add(f"record-{SYNC.calls}-{i}")
+    return keys
+
+
+class Lookups:
+    """Every record goes into two caches: a bounded LRU that keeps the newest 4,000 and an
+    unbounded one that keeps them all (the leak). The bounded one comes first everywhere:
+    in the class, in the call, and it holds every record of the last call."""
+
+    recent: ClassVar[OrderedDict[str, dict[str, str]]] = OrderedDict()
+    everything: ClassVar[dict[str, dict[str, str]]] = {}
+    calls = 0
+
+
+def two_caches(records: int = 3000) -> int:
+    Lookups.calls += 1
+    for i in range(records):
+        key = f"{Lookups.calls}-{i}"
+        row = {"key": key, "body": "x" * 64}
+        Lookups.recent[key] = row
+        if len(Lookups.recent) > 4000:
+            Lookups.recent.popitem(last=False)
+        Lookups.everything[key] = row
+    return records

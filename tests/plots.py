@@ -137,7 +137,7 @@ def assert_monitor_plot_shows(
     """Assert that `png` (a monitor's plot, written by the CLI) draws the saved samples' RSS
     where they belong, as the same plot drawn here from the samples file."""
     from memdiag.cli.report import render_monitor_file
-    from memdiag.measure.monitor_file import read_samples_file
+    from memdiag.measure.monitor.file import read_samples_file
     from memdiag.render.png import MB
 
     figures = keep_figures(monkeypatch, request)

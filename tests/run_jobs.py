@@ -60,3 +60,18 @@ def kill_launcher() -> None:
     """Kill memdiag's launcher (the parent), so that no result is written at all."""
     os.kill(os.getppid(), signal.SIGKILL)
     os._exit(0)
+
+
+def orphaned(pids: str) -> None:
+    """Start a child, write both pids to `pids`, then kill the launcher and stay: the job and
+    its child are left without their launcher, reparented, for 60 s."""
+    import json
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    with open(pids + ".tmp", "w") as handle:
+        json.dump([os.getpid(), child.pid], handle)
+    os.replace(pids + ".tmp", pids)
+    os.kill(os.getppid(), signal.SIGKILL)
+    time.sleep(60)

@@ -20,8 +20,9 @@ TOOLS = ["bash", "dirname", "id", "timeout", "cat", "ls", "sort", "tail", "awk",
 TOOLS += ["seq", "sleep", "env", "touch"]
 
 
-def sandbox(tmp_path: Path, dot: bool) -> Path:
-    """Return a bin directory: real tools, a recording `make`, a failing `apt-get`."""
+def sandbox(tmp_path: Path, dot: bool, node: bool = True, gdb: bool = True) -> Path:
+    """Return a bin directory: real tools, a recording `make`, a failing `apt-get`, and
+    stand-ins for `dot`, `node`, `npm` and `gdb` when asked."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in TOOLS:
@@ -35,6 +36,10 @@ def sandbox(tmp_path: Path, dot: bool) -> Path:
     }
     if dot:
         fakes["dot"] = "#!/bin/sh\nexit 0\n"
+    if node:
+        fakes["node"] = fakes["npm"] = "#!/bin/sh\nexit 0\n"
+    if gdb:
+        fakes["gdb"] = "#!/bin/sh\nexit 0\n"
     for name, text in fakes.items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
@@ -80,8 +85,24 @@ def test_ci_run_fails_without_graphviz(tmp_path: Path) -> None:
     assert not (tmp_path / "make-ran").exists()
 
 
+def test_ci_run_fails_without_node(tmp_path: Path) -> None:
+    bin_dir = sandbox(tmp_path, dot=True, node=False)
+    proc = run(".ci/run", bin_dir, ci=True)
+    assert proc.returncode == 1, proc.stderr
+    assert ".ci/run: node and npm could not be installed" in proc.stderr
+    assert not (tmp_path / "make-ran").exists()
+
+
+def test_ci_run_fails_without_gdb(tmp_path: Path) -> None:
+    bin_dir = sandbox(tmp_path, dot=True, gdb=False)
+    proc = run(".ci/run", bin_dir, ci=True)
+    assert proc.returncode == 1, proc.stderr
+    assert ".ci/run: gdb could not be installed" in proc.stderr
+    assert not (tmp_path / "make-ran").exists()
+
+
 def test_outside_ci_missing_services_only_skip(tmp_path: Path) -> None:
-    bin_dir = sandbox(tmp_path, dot=False)
+    bin_dir = sandbox(tmp_path, dot=False, node=False)
     proc = run(".ci/run", bin_dir, ci=False)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "make-ran").read_text().split() == ["test", "guard"]

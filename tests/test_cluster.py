@@ -22,7 +22,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import memdiag
+from tests.conftest import load_results, memdiag
 
 DASK = [sys.executable, "-m", "distributed.cli.dask_worker"]
 START_TIMEOUT_S = 90
@@ -37,7 +37,7 @@ def run(batch: int = 1, pause: float = 0.2, notes: str = "", gate: str = "") -> 
     if notes:
         with open(os.path.join(notes, f"{os.getpid()}.json"), "w") as handle:
             json.dump({"malloc": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
-                       "omp": os.environ.get("OMP_NUM_THREADS")}, handle)
+                       "omp": os.environ.get("OMP_NUM_THREADS"), "batch": batch}, handle)
     block = b"\\x01" * (batch * 1024 * 1024)
     time.sleep(pause)
     return batch
@@ -56,13 +56,24 @@ class Cluster:
 
 
 def _start_cluster(folder: Path, workers: int, env: dict[str, str]) -> Cluster:
-    scheduler_file = folder / "scheduler.json"
+    """Start a scheduler and `workers` workers; on any failure stop what started, by pid."""
+    cluster = Cluster("", [], folder)
+    try:
+        _start_processes(cluster, workers, env)
+    except BaseException:
+        _stop_cluster(cluster)
+        raise
+    return cluster
+
+
+def _start_processes(cluster: Cluster, workers: int, env: dict[str, str]) -> None:
+    scheduler_file = cluster.folder / "scheduler.json"
     scheduler = subprocess.Popen(
         [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
          "--port", "0", "--no-dashboard", "--scheduler-file", str(scheduler_file)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    cluster = Cluster("", [scheduler], folder)
+    cluster.procs.append(scheduler)
     deadline = time.monotonic() + START_TIMEOUT_S
     while not scheduler_file.exists():
         assert time.monotonic() < deadline and scheduler.poll() is None, "no scheduler"
@@ -71,11 +82,11 @@ def _start_cluster(folder: Path, workers: int, env: dict[str, str]) -> Cluster:
     worker = [*DASK, cluster.address, "--nthreads", "1", "--resources", "memdiag=1"]
     worker += ["--memory-limit", "0", "--no-dashboard"]
     for n in range(workers):
-        (folder / f"w{n}").mkdir()  # each worker its own working directory
+        (cluster.folder / f"w{n}").mkdir()  # each worker its own working directory
         proc = subprocess.Popen(
             [*worker, "--name", f"w{n}"],
             env=env,
-            cwd=folder / f"w{n}",
+            cwd=cluster.folder / f"w{n}",
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -83,7 +94,6 @@ def _start_cluster(folder: Path, workers: int, env: dict[str, str]) -> Cluster:
     while len(cluster.worker_processes()) < workers or not _registered(cluster, workers):
         assert time.monotonic() < deadline, "workers did not start"
         time.sleep(0.2)
-    return cluster
 
 
 def _registered(cluster: Cluster, workers: int) -> bool:
@@ -94,6 +104,14 @@ def _registered(cluster: Cluster, workers: int) -> bool:
 
 
 def _stop_cluster(cluster: Cluster) -> None:
+    """Stop the scheduler and the workers by pid, and the workers' children (a nanny's
+    worker process) should a nanny die first."""
+    children = []
+    for proc in cluster.procs:
+        try:
+            children += psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            pass
     for proc in reversed(cluster.procs):
         proc.terminate()
     for proc in cluster.procs:
@@ -102,6 +120,11 @@ def _stop_cluster(cluster: Cluster) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 @pytest.fixture(scope="module")
@@ -133,11 +156,6 @@ def job(tmp_path: Path) -> str:
     return f"{path}:run"
 
 
-def load(out: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((out / "results.json").read_text())
-    return data
-
-
 def medians(data: dict[str, Any]) -> dict[int, float]:
     peaks: dict[int, list[int]] = {}
     for run in data["runs"]:
@@ -153,7 +171,7 @@ def test_cluster_sweep_matches_a_local_one(job: str, cluster: Cluster, tmp_path:
     assert local.returncode == 0, local.stderr
     remote = memdiag(*args, "--cluster", cluster.address, "--out", str(tmp_path / "c"), "--quiet")
     assert remote.returncode == 0, remote.stderr
-    here, there = load(tmp_path / "local"), load(tmp_path / "c")
+    here, there = load_results(tmp_path / "local"), load_results(tmp_path / "c")
     assert [c["params"] for c in there["configs"]] == [c["params"] for c in here["configs"]]
     assert all(r["status"] == "ok" for r in there["runs"]) and len(there["runs"]) == 4
     for batch, peak in medians(here).items():
@@ -177,7 +195,7 @@ def test_environment_variable_names_the_cluster(job: str, cluster: Cluster, tmp_
         env=env, capture_output=True, text=True, timeout=180,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert load(out)["cluster"] == cluster.address
+    assert load_results(out)["cluster"] == cluster.address
 
 
 def test_a_job_out_of_memory_is_a_result_run_once(
@@ -190,7 +208,7 @@ def test_a_job_out_of_memory_is_a_result_run_once(
                      "--param", f"notes={notes}", "--cluster", cluster.address,
                      "--out", str(out), "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    statuses = {r["params"]["batch"]: r["status"] for r in load(out)["runs"]}
+    statuses = {r["params"]["batch"]: r["status"] for r in load_results(out)["runs"]}
     assert statuses == {4: "ok", 300: "oom"}
     assert len(list(notes.iterdir())) == 2  # each job started once: nothing retried
 
@@ -245,10 +263,10 @@ def test_ctrl_c_leaves_no_job_on_any_worker(
     if how == signal.SIGINT:
         assert proc.returncode == 130, stderr
         assert "--resume" in stderr and "Traceback" not in stderr
-    # gone when memdiag is (a moment for the kernel to reap them, or the scheduler to notice)
-    _wait_for(
-        lambda: not any(_alive(pid) for pid in jobs), timeout=3 if how == signal.SIGINT else 30
-    )
+    if how == signal.SIGINT:  # memdiag waited for them: gone before it exited
+        assert not any(_alive(pid) for pid in jobs)
+    else:  # gone once the scheduler notices memdiag is, and releases their tasks
+        _wait_for(lambda: not any(_alive(pid) for pid in jobs), timeout=30)
     for worker in cluster.worker_processes():
         assert worker.children() == [], [c.cmdline() for c in worker.children()]
     assert len(list(notes.iterdir())) == 2  # the pending runs were cancelled, not started
@@ -271,26 +289,39 @@ def test_resume_after_an_interrupted_cluster_sweep_runs_only_what_is_missing(
     args += ["--repeat", "1", "--cluster", cluster.address, "--out", str(out), "--quiet"]
     proc = start_sweep(args)
     # saved as they stream back, while the other runs are still out on the workers
-    _wait_for(lambda: (out / "results.json").exists() and len(load(out)["runs"]) == 2)
+    _wait_for(lambda: (out / "results.json").exists() and len(load_results(out)["runs"]) == 2)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert sorted(r["params"]["batch"] for r in load(out)["runs"]) == [1, 2]
+    assert sorted(r["params"]["batch"] for r in load_results(out)["runs"]) == [1, 2]
     gate.unlink()
     resumed = memdiag(*args, "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    runs = load(out)["runs"]
+    runs = load_results(out)["runs"]
     assert Counter(r["params"]["batch"] for r in runs) == Counter(range(1, 9))
     assert sorted(r["params"]["batch"] for r in runs[:2]) == [1, 2]
 
 
+def _kill_worker_of(note: Path, cluster: Cluster) -> psutil.Process:
+    """Kill the worker whose job wrote `note`; return the job's process."""
+    victim = psutil.Process(int(note.stem))
+    launcher = victim.parent()
+    assert launcher is not None
+    worker = launcher.parent()
+    assert worker is not None and worker in cluster.worker_processes()
+    worker.kill()
+    return victim
+
+
 @pytest.mark.parametrize(
-    ("fragile_cluster", "expected"), [(3, "ok"), (0, "error")], indirect=["fragile_cluster"]
+    ("fragile_cluster", "kills"), [(3, 1), (0, 2)], indirect=["fragile_cluster"]
 )
 def test_a_worker_killed_mid_run(
-    job: str, fragile_cluster: Cluster, tmp_path: Path, expected: str, start_sweep: Any
+    job: str, fragile_cluster: Cluster, tmp_path: Path, kills: int, start_sweep: Any
 ) -> None:
-    """Rescheduled by dask within the allowed failures; past them recorded as worker lost."""
+    """Rescheduled by dask within its allowed failures. Past them (none allowed here),
+    memdiag submits the run once more; a second loss is recorded as worker lost, in
+    `infrastructure`: not the job's failure."""
     notes = tmp_path / "notes"
     notes.mkdir()
     out = tmp_path / "out"
@@ -298,22 +329,65 @@ def test_a_worker_killed_mid_run(
     proc = start_sweep([*args, "--param", f"notes={notes}", "--cluster",
                          fragile_cluster.address, "--out", str(out), "--quiet"])  # fmt: skip
     _wait_for(lambda: len(list(notes.iterdir())) >= 1)
-    victim = psutil.Process(int(next(notes.iterdir()).stem))
-    launcher = victim.parent()
-    assert launcher is not None
-    worker = launcher.parent()
-    assert worker is not None and worker in fragile_cluster.worker_processes()
-    worker.kill()
+    first = next(notes.iterdir())
+    batch = json.loads(first.read_text())["batch"]
+    victims = [_kill_worker_of(first, fragile_cluster)]
+    if kills == 2:
+
+        def retried() -> list[Path]:
+            return [
+                n for n in notes.iterdir()
+                if n != first and n.stat().st_size and json.loads(n.read_text())["batch"] == batch
+            ]  # fmt: skip
+
+        _wait_for(lambda: bool(retried()))  # memdiag's retry of the same run
+        victims.append(_kill_worker_of(retried()[0], fragile_cluster))
     _, stderr = proc.communicate(timeout=150)
     assert proc.returncode == 0, stderr
-    runs = load(out)["runs"]
+    runs = load_results(out)["runs"]
     assert sorted(r["params"]["batch"] for r in runs) == [1, 2, 3]
     statuses = sorted(r["status"] for r in runs)
-    assert statuses == (["ok"] * 3 if expected == "ok" else ["error", "ok", "ok"]), runs
-    if expected == "error":
+    assert statuses == (["ok"] * 3 if kills == 1 else ["error", "ok", "ok"]), runs
+    if kills == 2:
         lost = next(r for r in runs if r["status"] == "error")
-        assert lost["error"]["message"].startswith("worker lost")
-    _wait_for(lambda: not _alive(victim.pid), timeout=10)  # its launcher stopped the job
+        assert lost["params"]["batch"] == batch
+        assert lost["infrastructure"].startswith("worker lost")
+        assert lost["error"]["message"] == lost["infrastructure"]
+    assert all(r["infrastructure"] is None for r in runs if r["status"] == "ok")
+    # the launchers stopped the jobs when their workers went (the lifeline broke)
+    _wait_for(lambda: not any(_alive(v.pid) for v in victims), timeout=10)
+
+
+def test_memdiag_failing_on_a_worker_is_retried_then_reported(cluster: Cluster) -> None:
+    """An exception in memdiag's own task code (here: a bad environment for the launcher)
+    is no verdict about the job: the run is tried twice, then recorded as memdiag's."""
+    from distributed import get_task_stream
+
+    from memdiag.measure.process.runner import RunOptions
+    from memdiag.measure.sweep.cluster import ClusterExecutor, parse_cluster
+    from memdiag.model import Run
+    from memdiag.targets import parse_target
+
+    target = parse_target(None, ("true",))
+    finished: list[Run] = []
+
+    class Listener:
+        def started(self, params: dict[str, Any]) -> None:
+            pass
+
+        def finished(self, run: Run) -> None:
+            finished.append(run)
+
+    broken = RunOptions(env={"NOT_A_STRING": 1})  # type: ignore[dict-item]
+    with ClusterExecutor(parse_cluster(cluster.address), target) as executor:
+        assert executor.client is not None
+        with get_task_stream(executor.client) as stream:
+            executor(target, [{"batch": 1}], broken, Listener())
+    (run,) = finished
+    assert run.status == "error" and run.infrastructure is not None
+    assert run.infrastructure.startswith("memdiag failed on the worker: TypeError")
+    keys = {t["key"] for t in stream.data if str(t["key"]).startswith("memdiag-run-")}
+    assert len(keys) == 2  # the first attempt and one retry
 
 
 def _free_port() -> int:
@@ -335,12 +409,11 @@ def test_a_malformed_address_is_one_line(job: str, address: str, tmp_path: Path)
 
 def test_an_unreachable_scheduler_is_one_line(job: str, tmp_path: Path) -> None:
     address = f"tcp://127.0.0.1:{_free_port()}"
-    started = time.monotonic()
     result = memdiag("sweep", job, "--batch", "1,2", "--cluster", address,
                      "--out", str(tmp_path / "out"), timeout=60)  # fmt: skip
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "cannot reach" in result.stderr, result.stderr
-    assert time.monotonic() - started < 45
+    assert "within 10 s" in result.stderr  # its own connect timeout gave up, not the test's
     assert not (tmp_path / "out" / "results.json").exists()
 
 
@@ -368,7 +441,6 @@ def test_a_worker_without_the_target_is_one_line(
     (bin_dir / "only-here").chmod(0o755)
     target = ["only_here:run"] if kind == "module" else ["--", "only-here", "{notes}"]
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    started = time.monotonic()
     try:
         result = subprocess.run(
             [sys.executable, "-m", "memdiag", "sweep", "--batch", "1,2", "--param",
@@ -378,7 +450,6 @@ def test_a_worker_without_the_target_is_one_line(
         )  # fmt: skip
     finally:
         (cluster.folder / "w0" / "only_here.py").unlink()
-    assert time.monotonic() - started < 120
     assert result.returncode == 2, result.stderr
     assert result.stderr.count("\n") == 1, result.stderr
     workers = _worker_addresses(cluster)
@@ -396,12 +467,12 @@ def test_local_workers_and_no_dask_without_cluster(job: str, tmp_path: Path) -> 
     result = memdiag("sweep", job, "--batch", "5,6", "--repeat", "1", "--cluster", "local:2",
                      "--out", str(out), "--quiet")  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert [r["status"] for r in load(out)["runs"]] == ["ok", "ok"]
-    assert load(out)["cluster"] == "local:2"
+    assert [r["status"] for r in load_results(out)["runs"]] == ["ok", "ok"]
+    assert load_results(out)["cluster"] == "local:2"
     # without --cluster nothing imports dask: not the CLI, the sweep, nor the cluster modules
     code = (
-        "import sys, memdiag.cli, memdiag.cli.sweep, memdiag.measure.sweep, "
-        "memdiag.measure.cluster, memdiag.measure.cluster_task; "
+        "import sys, memdiag.cli, memdiag.cli.sweep, memdiag.measure.sweep.grid, "
+        "memdiag.measure.sweep.cluster, memdiag.measure.sweep.worker; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed'}))"
     )
     assert subprocess.check_output([sys.executable, "-c", code], text=True).strip() == "[]"
@@ -431,4 +502,4 @@ def test_ctrl_c_on_local_workers_stops_their_jobs_quietly(job: str, tmp_path: Pa
             proc.communicate()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].count("interrupted")
-    _wait_for(lambda: not any(_alive(pid) for pid in jobs), timeout=3)
+    assert not any(_alive(pid) for pid in jobs)  # memdiag waited for them before it exited

@@ -186,7 +186,10 @@ def test_pytest_report_is_a_baseline(tmp_path: Path) -> None:
         ('{"kind": "baseline"}', "no schema_version"),
         ('{"schema_version": 99, "kind": "baseline", "configs": []}', "schema_version 99"),
         ('{"schema_version": 1, "kind": "snapshot"}', "holds a 'snapshot'"),
-        ('{"schema_version": 1, "kind": "baseline", "configs": [{"params": {}}]}', "damaged"),
+        (
+            '{"schema_version": 1, "kind": "baseline", "configs": [{"params": {}}]}',
+            "configs[0].target: missing",
+        ),
     ],
 )
 def test_bad_baseline_is_exit_2(tmp_path: Path, content: str, message: str) -> None:

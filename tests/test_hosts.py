@@ -11,7 +11,7 @@ from rich.console import Console
 
 from memdiag.analysis.hosts import alike, host_warnings, summarise_hosts
 from memdiag.analysis.sweep import analyse_sweep
-from memdiag.measure.env import collect_env
+from memdiag.measure.process.env import collect_env
 from memdiag.model import Run, Sweep, load_sweep
 from memdiag.render.html import HtmlRenderer
 from memdiag.render.markdown import MarkdownRenderer

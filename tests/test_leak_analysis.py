@@ -108,6 +108,15 @@ def test_rss_growing_without_the_heap_is_native_growth() -> None:
     assert "--memray --native" in LeakMarkdownRenderer().report(report)
 
 
+def test_markdown_lists_callers_only_when_there_are_some() -> None:
+    report = find_leaks(series([i * 200 * KB for i in range(8)]))
+    text = LeakMarkdownRenderer().report(report)
+    assert text.count("called from:") == 1 and "- `/app/jobs.py:40`" in text
+    report.sites[0].traceback = SITE[1:]  # one frame, the default: no callers
+    text = LeakMarkdownRenderer().report(report)
+    assert "called from" not in text and "/app/sync.py:212" in text
+
+
 def untraced_then_traced(rss: list[float]) -> list[Snapshot]:
     """`memdiag leaks`'s series: untraced snapshots (no sites), then one after the traced call."""
     snaps = [

@@ -10,25 +10,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import memdiag
+import pytest
+
+from tests.conftest import leaks_json, line_in, memdiag
 
 TARGETS = str(Path(__file__).with_name("leak_targets.py"))
 
 
 def line_of(text: str) -> int:
     """Return the line of leak_targets.py that contains `text`."""
-    lines = Path(TARGETS).read_text().splitlines()
-    return next(i for i, line in enumerate(lines, 1) if text in line)
+    return line_in(Path(TARGETS).read_text(), text)
 
 
 def leaks(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    out = tmp_path / "leaks.json"
-    out.unlink(missing_ok=True)
-    proc = memdiag(
-        "leaks", "--iterations", "6", "--frames", "4", "--json", str(out), *args, cwd=tmp_path
-    )
-    assert out.exists(), proc.stdout + proc.stderr
-    return proc, json.loads(out.read_text())
+    return leaks_json("--iterations", "6", "--frames", "4", *args, cwd=tmp_path)
 
 
 def test_python_leak_is_named_by_line_type_and_chain(tmp_path: Path) -> None:
@@ -40,7 +35,7 @@ def test_python_leak_is_named_by_line_type_and_chain(tmp_path: Path) -> None:
         f"leak_targets.py:{line_of('bytearray(128')}",
     )
     assert sites[errors]["type"] == "str"
-    assert sites[errors]["objects_per_iteration"] >= 299
+    assert 299 <= sites[errors]["objects_per_iteration"] <= 310  # 300 strings a call
     assert sites[buffers]["type"] == "bytearray"
     types = {t["name"]: t for t in report["types"]}
     assert types["str"]["chain"]["expression"].startswith("leak_targets.ERRORS[")
@@ -48,6 +43,25 @@ def test_python_leak_is_named_by_line_type_and_chain(tmp_path: Path) -> None:
     assert "leak_targets.Registry.buffers[" in types["bytearray"]["chain"]["expression"]
     assert report["native"] is None
     assert errors in (tmp_path / "l.md").read_text()
+
+
+def test_timings_say_where_the_time_went(tmp_path: Path) -> None:
+    proc, report = leaks(tmp_path, f"{TARGETS}:leak", "--verbose")
+    assert proc.returncode == 1, proc.stdout
+    timings = report["timings"]
+    stages = {"calls", "traced_call", "snapshot_pauses", "snapshot_copies", "request_wait"}
+    stages |= {"evidence", "evidence_chains", "evidence_owners", "child", "analysis", "report"}
+    assert stages <= set(timings), timings
+    assert all(v >= 0 for v in timings.values())
+    # The child's stages run one after another inside it: together no longer than it ran.
+    serial = ("calls", "traced_call", "snapshot_pauses", "new_ids", "request_wait", "evidence")
+    assert 0 < sum(timings.get(k, 0.0) for k in serial) <= timings["child"] * 1.05
+    assert timings["snapshot_waits"] <= timings["snapshot_pauses"]
+    parts = ("evidence_newness", "evidence_samples", "evidence_chains", "evidence_owners")
+    assert sum(timings[k] for k in parts) <= timings["evidence"] * 1.05
+    assert "where the time went" in proc.stdout and "the traced call" in proc.stdout
+    quiet = memdiag("leaks", f"{TARGETS}:leak", "--iterations", "6", cwd=tmp_path)
+    assert "where the time went" not in quiet.stdout
 
 
 def test_one_growing_object_is_a_leak(tmp_path: Path) -> None:
@@ -75,14 +89,15 @@ def test_allocation_heavy_call_is_traced_in_slices(tmp_path: Path) -> None:
     share = report["traced_share"]
     assert share is not None and 0.01 < share < 0.9, share
     assert "the last call was traced in slices" in proc.stdout
-    growth = report["growth_bytes_per_iteration"]  # 3,000 rows a call, from the untraced calls
-    assert 500_000 < growth < 1_500_000, growth
+    # 3,000 rows a call, from the untraced calls: tracemalloc counts 930 KB a call
+    growth = report["growth_bytes_per_iteration"]
+    assert 700_000 < growth < 1_200_000, growth
     sites = {s["site"].rsplit("/", 1)[-1]: s for s in report["sites"]}
     site = sites[f"leak_targets.py:{line_of('rows = [{')}"]
-    # Scaled up from the sample: within a factor 2 of the growth (unscaled, it is the share).
-    assert 0.5 * growth < site["bytes_per_iteration"] < 2 * growth, (site, share)
+    # Scaled up from the sample: within 40% of the growth (unscaled, it is the share).
+    assert 0.7 * growth < site["bytes_per_iteration"] < 1.4 * growth, (site, share)
     # Five allocations a kept row (the dict, its table, its str, int and float).
-    assert 0.5 * 15_000 < site["objects_per_iteration"] < 2 * 15_000, site
+    assert 0.7 * 15_000 < site["objects_per_iteration"] < 1.4 * 15_000, site
     owner = report["owners"][0]
     assert owner["expression"] == "leak_targets.KEPT_DICTS", owner
     assert owner["share"] >= 0.8, owner
@@ -90,6 +105,101 @@ def test_allocation_heavy_call_is_traced_in_slices(tmp_path: Path) -> None:
     types = {t["name"]: t for t in report["types"]}
     for name in ("dict", "str"):
         assert types[name]["chain"]["expression"].startswith("leak_targets.KEPT_DICTS["), name
+
+
+def test_a_sliced_call_counts_realloc_finished_objects_like_any_other(tmp_path: Path) -> None:
+    """Objects finished by a realloc (%-formatted strings) are sampled at the same share as
+    the rest (f-strings): the untraced slices realloc untraced too. They used to be traced
+    always, counted at 10 times the f-strings' share, and the site held the list's table."""
+    proc, report = leaks(tmp_path, f"{TARGETS}:two_formats", "--vary", "seed")
+    assert proc.returncode == 1, proc.stdout
+    share = report["traced_share"]
+    assert share is not None and share < 0.5, share  # a sample: traced in slices
+    sites = {s["site"].rsplit("/", 1)[-1]: s for s in report["sites"]}
+    for line in ('"record %08d', 'f"record {n'):
+        site = sites[f"leak_targets.py:{line_of(line)}"]
+        assert site["type"] == "str", site
+        # 3,000 a call each: a realloc-biased sample gives 0 or 10× for the first
+        assert 0.8 * 3000 <= site["objects_per_iteration"] <= 1.25 * 3000, (line, site, share)
+
+
+def test_a_logger_per_request_is_named_from_logging_itself(tmp_path: Path) -> None:
+    """The manager's table of loggers is reached from every logger, the module's own
+    `LOG` too: it is spelled from its home, `logging.root.manager.loggerDict`, and a leaked
+    logger as `logging.getLogger(name)`, not through whichever module's logger came first."""
+    proc, report = leaks(tmp_path, f"{TARGETS}:named_loggers", "--vary", "seed")
+    assert proc.returncode == 1, proc.stdout
+    assert report["owners"][0]["expression"] == "logging.root.manager.loggerDict", report["owners"]
+    types = {t["name"]: t for t in report["types"]}
+    chain = types["logging.Logger"]["chain"]
+    assert chain["expression"].startswith("logging.getLogger('job.request-"), chain
+    assert chain["root"] == "registry"
+
+
+@pytest.mark.parametrize(("error", "status"), [("value", "error"), ("memory", "oom")])
+def test_a_failing_traced_call_gives_its_error_and_a_partial_report(
+    tmp_path: Path, error: str, status: str
+) -> None:
+    """The last call, traced in slices, raises: the child lives on to say what grew in the
+    calls before it, and the job's own exception is the report's error."""
+    proc, report = leaks(tmp_path, f"{TARGETS}:fails_on", "--param", f"error={error}")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "SIGSEGV" not in proc.stdout + proc.stderr
+    message = "MemoryError: no room" if error == "memory" else "ValueError: bad record 7"
+    assert report["status"] == status and report["error"].startswith(message), report["error"]
+    assert report["partial"] is True and report["stopped_by"] == "error"
+    assert report["snapshots"] == 6  # before the first call and after each of the five
+    assert "iteration 6 failed after 5 of 6" in proc.stderr
+    types = {t["name"]: t for t in report["types"]}
+    assert 850 < types["dict"]["objects_per_iteration"] < 950, types  # 900 kept rows a call
+    assert report["chain_search"] is not None  # the live process was analysed after it
+    assert report["sites"] == []  # an unfinished traced call's sites are not one call's
+
+
+def test_pythontracemalloc_is_not_passed_to_the_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With it, the child would trace from start-up: every call, the untraced ones too."""
+    monkeypatch.setenv("PYTHONTRACEMALLOC", "5")
+    seen = tmp_path / "tracing.txt"
+    proc, report = leaks(tmp_path, f"{TARGETS}:tracing_seen", "--param", f"path={seen}")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert seen.read_text().split() == ["False"] * 5 + ["True"], seen.read_text()
+    # The only note on the environment (a busy machine may add its own, below).
+    (note,) = [n for n in report["notes"] if not n.startswith("the machine was busy")]
+    assert note.startswith("PYTHONTRACEMALLOC=5 is not passed to the job"), note
+    assert "PYTHONTRACEMALLOC=5 is not passed" in proc.stdout
+
+
+def test_a_busy_machine_is_said_in_the_notes(monkeypatch: pytest.MonkeyPatch) -> None:
+    from memdiag.cli.leaks import _busy_note
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 1.5, 0.0, 0.0))
+    assert _busy_note() == []  # the job and its copy are expected
+    monkeypatch.setattr(os, "getloadavg", lambda: (cores + 3.0, 0.0, 0.0))
+    (note,) = _busy_note()
+    assert note.startswith(f"the machine was busy: load average {cores + 3.0:.1f} on {cores}")
+
+
+def test_allocators_that_cannot_be_sliced_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the allocators' debug hooks the last call is traced whole however long it
+    takes: the report says so, and why."""
+    monkeypatch.setenv("PYTHONMALLOC", "debug")
+    proc, report = leaks(
+        tmp_path, f"{TARGETS}:churn_kept", "--vary", "seed", "--param", "count=30000"
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert report["traced_share"] is None
+    assert report["traced_whole"].startswith("PYTHONMALLOC=debug: slices need"), report
+    assert "the last call was traced whole: PYTHONMALLOC=debug" in proc.stdout
+    monkeypatch.delenv("PYTHONMALLOC")
+    proc, report = leaks(
+        tmp_path, f"{TARGETS}:churn_kept", "--vary", "seed", "--param", "count=30000"
+    )
+    assert report["traced_whole"] is None and report["traced_share"] is not None, report
 
 
 def test_warming_caches_are_not_leaks_and_no_fail(tmp_path: Path) -> None:
@@ -118,7 +228,8 @@ def test_external_command_sampled_every_interval(tmp_path: Path) -> None:
         tmp_path, "--every", "0.2", "--iterations", "12", "--", sys.executable, "-c", code
     )
     assert proc.returncode == 1, proc.stdout
-    assert report["unit"] == "interval" and report["native"]["rss_per_iteration"] > 2**20
+    assert report["unit"] == "interval"  # 2 MB every 0.2 s, sampled every 0.2 s
+    assert 2**20 < report["native"]["rss_per_iteration"] < 3 * 2**20
 
 
 def test_snapshot_at_phases_then_diff(tmp_path: Path) -> None:
@@ -165,7 +276,7 @@ def test_bad_snapshot_files_exit_2(tmp_path: Path) -> None:
     assert memdiag("diff", str(tmp_path / "good.json"), str(tmp_path / "good.json")).returncode == 0
 
 
-def test_pid_view_covers_children(tmp_path: Path) -> None:
+def test_pid_view_covers_children(tmp_path: Path, gdb_broken: str | None) -> None:
     code = (
         "import subprocess, sys, time\n"
         "subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n"
@@ -176,7 +287,8 @@ def test_pid_view_covers_children(tmp_path: Path) -> None:
         import time
 
         time.sleep(0.5)
-        proc = memdiag("snapshot", "--pid", str(parent.pid), "--json", str(tmp_path / "p.json"))
+        args = ("snapshot", "--pid", str(parent.pid), "--inject")
+        proc = memdiag(*args, "--json", str(tmp_path / "p.json"))
         view = json.loads((tmp_path / "p.json").read_text())
     finally:
         for child in __import__("psutil").Process(parent.pid).children(recursive=True):
@@ -187,6 +299,13 @@ def test_pid_view_covers_children(tmp_path: Path) -> None:
     assert len(view["processes"]) == 2
     assert view["uss_bytes"] <= view["pss_bytes"] <= view["rss_bytes"]
     assert {"heap", "anonymous", "file"} <= set(view["regions"])
+    assert "1 descendants" in proc.stdout
+    if gdb_broken:  # gdb cannot call functions here (tests/test_attach.py): the view alone
+        assert view["attached"] is None and "the /proc view only: gdb cannot" in proc.stderr
+    else:
+        # A CPython parent is also looked at from inside: the tree's view and its heap.
+        assert view["attached"] is not None and view["types"]
+        assert "largest types" in proc.stdout
     assert memdiag("snapshot", "--pid", str(2**22 + os.getpid())).returncode == 2
 
 

@@ -5,15 +5,14 @@ Runs two at a time (the machine has few cores; each run is one single-threaded c
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import leaks_json
 
 # engine -> (bad params, fixed params, what must be named: engine file, holder in the chain)
 ENGINES: dict[str, tuple[list[str], list[str], str, str]] = {
@@ -54,34 +53,14 @@ FRAMES = {"migration": "12"}
 
 def leaks(engine: str, params: list[str]) -> tuple[int, dict[str, Any], str]:
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "leaks.json"
         args = [arg for p in params for arg in ("--param", p)]
         # --vary seed: every call gets new records, as a long-running service does; without
         # it record-sync's second call only sees keys it has already processed.
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "memdiag",
-                "leaks",
-                engine,
-                *args,
-                "--iterations",
-                "6",
-                "--frames",
-                FRAMES.get(engine, "4"),
-                "--vary",
-                "seed",
-                "--json",
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=tmp,
+        frames = FRAMES.get(engine, "4")
+        proc, report = leaks_json(
+            engine, *args, "--iterations", "6", "--frames", frames, "--vary", "seed", cwd=Path(tmp)
         )
-        assert out.exists(), proc.stdout + proc.stderr
-        return proc.returncode, json.loads(out.read_text()), proc.stdout
+        return proc.returncode, report, proc.stdout
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from memdiag.cli.report import render_monitor_file
-from memdiag.monitor import MemoryMonitor
+from memdiag.health.monitor import MemoryMonitor
 from tests.conftest import MB, memdiag
 from tests.plots import assert_line_shows, colour_pixels, keep_figures, line_of
 

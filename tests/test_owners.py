@@ -4,7 +4,9 @@ and the shares are computed from what the child found (hand-built)."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,16 +40,71 @@ def test_fixed_holders_report_no_leak_in_five_runs(tmp_path: Path, function: str
         assert "no leaks" in proc.stdout
 
 
-def test_a_buffer_growing_in_place_is_its_own_owner(tmp_path: Path) -> None:
-    out = tmp_path / "buffer.json"
-    proc = memdiag("leaks", f"{LEAKS}:one_buffer", "--iterations", "6", "--json", str(out))
-    report = json.loads(out.read_text())
+def leaking(
+    tmp_path: Path, target: str, iterations: int
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """Run `memdiag leaks` on leak_targets.py's `target`, which leaks; return it and its report."""
+    out = tmp_path / f"{target}.json"
+    count = str(iterations)
+    proc = memdiag("leaks", f"{LEAKS}:{target}", "--iterations", count, "--json", str(out))
     assert proc.returncode == 1, proc.stdout
+    return proc, json.loads(out.read_text())
+
+
+def test_a_buffer_growing_in_place_is_its_own_owner(tmp_path: Path) -> None:
+    proc, report = leaking(tmp_path, "one_buffer", 6)
     owner = report["owners"][0]
     assert owner["expression"] == "leak_targets.BUFFER" and owner["in_place"], owner
     assert 0.9 * 2**20 < owner["retained_bytes_per_iteration"] < 1.3 * 2**20, owner
     assert owner["share"] > 0.9, owner
     assert "grows in place" in proc.stdout
+
+
+def test_a_set_that_keeps_growing_is_credited_with_its_own_table(tmp_path: Path) -> None:
+    _, report = leaking(tmp_path, "processed_keys", 8)
+    owner = report["owners"][0]
+    assert owner["expression"] == "leak_targets.SYNC.processed_records" and owner["type"] == "set"
+    # 60,000 keys a call: their strings (~65 bytes each) and the set's table, which doubles
+    # every few calls (16 bytes a slot at 40-60% load: 27-40 bytes a key on average).
+    assert 20 * 60_000 <= owner["table_bytes_per_iteration"] <= 60 * 60_000, owner
+    assert owner["share"] >= 0.9, (owner["share"], report["growth_bytes_per_iteration"])
+    strings = owner["retained_bytes_per_iteration"] - owner["table_bytes_per_iteration"]
+    assert 45 * 60_000 <= strings <= 90 * 60_000, owner
+
+
+def test_of_two_caches_the_one_that_never_lets_go_is_the_owner(tmp_path: Path) -> None:
+    # The bounded LRU holds every record of the last call and comes first everywhere; the
+    # unbounded cache beside it holds the same records and all the older ones.
+    proc, report = leaking(tmp_path, "two_caches", 7)
+    first = report["owners"][0]
+    assert first["expression"] == "leak_targets.Lookups.everything", report["owners"]
+    assert first["share"] >= 0.9 and first["table_bytes_per_iteration"] > 0
+    assert all(o["expression"] != "leak_targets.Lookups.recent" for o in report["owners"])
+    chains = {t["name"]: t["chain"]["expression"] for t in report["types"] if t["chain"]}
+    assert chains["dict"].startswith("leak_targets.Lookups.everything["), chains
+    assert "Lookups.recent" not in proc.stdout
+
+
+def test_a_listener_owner_names_where_it_grows_and_what_it_stores(tmp_path: Path) -> None:
+    """The line to change for a listener leak is the `subscribe(...)` call: the owner names
+    where its table grew (the append in `subscribe`, called from there) and where what it
+    stores was made. Five calls: the fifth appends past the list's room for four."""
+    lines = Path(TARGETS).read_text().splitlines()
+    append = next(i for i, t in enumerate(lines, 1) if ".append(handler)" in t)
+    subscribe = next(i for i, t in enumerate(lines, 1) if 'EVENT_BUS.subscribe("progress"' in t)
+    out, md = tmp_path / "listener.json", tmp_path / "listener.md"
+    proc = memdiag(
+        "leaks", f"{TARGETS}:listener", "--iterations", "5", "--frames", "2",
+        "--json", str(out), "--markdown", str(md),
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    owner = json.loads(out.read_text())["owners"][0]
+    assert owner["expression"] == "chain_targets.EVENT_BUS._handlers['progress']", owner
+    assert [line for _, line in owner["table_site"]] == [subscribe, append], owner
+    assert owner["stored_site"][-1][1] == subscribe, owner
+    (grows,) = [line for line in md.read_text().splitlines() if "grows at" in line]
+    assert grows.endswith(f"chain_targets.py:{append} ← tests/chain_targets.py:{subscribe}")
+    assert "grows at" in proc.stdout, proc.stdout
 
 
 def _owner(expression: str, retained: int, groups: list[str], in_place: bool = False) -> dict:

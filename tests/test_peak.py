@@ -7,7 +7,7 @@ import json
 import re
 from pathlib import Path
 
-from tests.conftest import MB, memdiag
+from tests.conftest import MB, line_in, memdiag
 
 JOB = """
 KEPT = []
@@ -27,7 +27,7 @@ def migrate(items: int = 60_000) -> int:
 
 
 def line_of(text: str) -> int:
-    return next(i for i, line in enumerate(JOB.splitlines(), 1) if text in line)
+    return line_in(JOB, text)
 
 
 def test_snapshot_names_the_freed_cache_as_the_peak_holder(tmp_path: Path) -> None:

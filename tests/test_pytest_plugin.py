@@ -7,13 +7,14 @@ import re
 
 import pytest
 
+from tests.conftest import line_in
+
 pytest_plugins = ["pytester"]
 
 
 def line_of(source: str, text: str) -> int:
     """Return the line number of `text` in `source` as pytester writes it (stripped)."""
-    lines = source.strip().splitlines()
-    return next(i for i, line in enumerate(lines, 1) if text in line)
+    return line_in(source.strip(), text)
 
 
 # No comprehension allocates in the measured bodies: Python 3.11 runs one in a frame of its

@@ -149,7 +149,7 @@ tracemalloc.start(5)
 for _ in range(4):
     bigjob.listener()
 gc.collect()
-from memdiag.measure import refchain
+from memdiag.measure.python import refchain
 
 line = next(n for n, text in enumerate(open(bigjob.__file__), 1) if "# LEAK" in text)
 site = (bigjob.__file__, line)
@@ -157,9 +157,12 @@ found = refchain.Evidence({site}, {"str"}, {"str", "list", "method"})
 tracemalloc.stop()
 search = refchain.find_chains({"site-1": found.site_samples[site]}, 10.0, found.containers())
 path = search.paths.get("site-1")
+tracked = gc.get_objects()
+# the objects in the heap: the tracked containers and the untracked ones they hold
+untracked = {id(r) for o in tracked for r in gc.get_referents(o) if not gc.is_tracked(r)}
 print(json.dumps({
-    "tracked": len(gc.get_objects()),
-    "seconds": search.elapsed(),
+    "tracked": len(tracked),
+    "objects": len(tracked) + len(untracked),
     "chain": refchain.describe(path) if path else None,
     "found_by": search.found_by.get("site-1"),
     "searched": search.summary(),
@@ -178,16 +181,19 @@ def test_chain_found_in_a_heap_of_five_million_objects(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
     assert result["tracked"] > 1_700_000  # plus an int and a str untracked per list
+    assert result["objects"] > 5_000_000
+    # found within the search's own budget (10 s, given above); how fast on a shared
+    # machine is for the benchmarks (docs/performance.md)
     assert result["chain"], result["searched"]
+    assert result["found_by"].startswith(("backward search", "forward walk")), result["found_by"]
     assert re.fullmatch(
         r"bigjob\.EVENT_BUS\._handlers\['progress'\]\[\d\]\.__self__\.records(\[\d+\])?",
         result["chain"]["expression"],
     )
-    assert result["seconds"] < 10, result["found_by"]
 
 
 def test_no_chain_says_what_was_searched_and_for_how_long() -> None:
-    from memdiag.measure import refchain
+    from memdiag.measure.python import refchain
     from memdiag.render.leaks_view import chain_lines
 
     held = [object()]
@@ -226,5 +232,6 @@ def test_leaks_names_the_chain_in_a_heap_of_five_million_objects(tmp_path: Path)
         r"bigjob\.EVENT_BUS\._handlers\['progress'\]\[\d\]\.__self__\.records\[\d+\]",
         chain["expression"],
     )
-    took = re.search(r" in ([\d.]+) s$", chain["found_by"])
-    assert took and float(took.group(1)) < 10, chain["found_by"]
+    # within the search's budget (it gives up past it): no wall-clock bound on shared cores
+    assert re.fullmatch(r"(backward search from \d+ samples|forward walk from modules) in [\d.]+ s",
+                        chain["found_by"]), chain["found_by"]  # fmt: skip

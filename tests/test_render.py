@@ -15,7 +15,7 @@ from memdiag.model import Run, Sample, Sweep
 from memdiag.render.html import HtmlRenderer
 from memdiag.render.markdown import MarkdownRenderer
 from memdiag.render.png import PngRenderer
-from memdiag.render.sweep_view import params_text
+from memdiag.render.tables import params_text
 from memdiag.render.terminal import TerminalRenderer
 from tests.plots import assert_line_shows, keep_figures, line_of
 
@@ -97,7 +97,8 @@ def test_text_renderers_show_the_decision(
     assert "variant=stream batch=50 records=220000" in text
     assert "Decision matrix at records=220000 (predicted from each configuration" in text
     assert "188,533 records" in text  # capacity of accumulate batch=10 in 512 MB
-    assert "memory grows with the input" in text and "memory is constant" in text
+    assert "grows linearly: doubling the input multiplies the memory by" in text
+    assert "constant, about 50.0 MB" in text
     assert "noisier" in text  # --jobs 2
     assert "records=220,000" in text
     assert "oom" in text
@@ -113,7 +114,7 @@ def test_png_renderer_plots_the_data(
     assert names == ["capacity.png", "peak.png", "throughput.png", "timelines.png"]
     capacity_fig, peak_fig, rate_fig, time_fig = figures
     # the capacity plot: each fit's measured dots, and its fitted line out to --at records
-    ax, dots = line_of(capacity_fig, "variant=accumulate batch=10 (grows)")
+    ax, dots = line_of(capacity_fig, "variant=accumulate batch=10 (linear)")
     assert list(dots.get_xdata()) == [1000, 5000, 20000]
     fitted = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
     assert fitted and all(max(line.get_xdata()) == 220000 for line in fitted)

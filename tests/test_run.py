@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from memdiag.measure import child_launcher as launcher
-from memdiag.measure.runner import kill_verdict
+from memdiag.measure.process import launcher
+from memdiag.measure.process.runner import LATE_S, kill_verdict
 from memdiag.model import load_run
 from tests.conftest import MB, memdiag
 from tests.plots import assert_monitor_plot_shows, assert_run_plot_shows
@@ -42,7 +42,7 @@ def test_short_spike_is_counted_in_the_peak(tmp_path: Path) -> None:
     proc, spike = run_json(tmp_path, f"{JOBS}:spike", "--param", "mb=300", "--param", "hold_s=0.05")
     assert proc.returncode == 0
     # ru_maxrss, not the sampled maximum: a 50 ms spike must count.
-    assert spike["peak_rss_bytes"] - empty["peak_rss_bytes"] >= 280 * MB
+    assert 280 * MB <= spike["peak_rss_bytes"] - empty["peak_rss_bytes"] <= 320 * MB
     assert spike["peak_rss_source"] == "kernel"
     assert spike["status"] == "ok" and spike["records"] == 1
 
@@ -77,7 +77,7 @@ def test_external_command_is_measured(tmp_path: Path) -> None:
     proc, run = run_json(tmp_path, "--param", "mb=120", "--", sys.executable, "-c", code)
     assert proc.returncode == 0
     assert run["status"] == "ok"
-    assert run["peak_rss_bytes"] >= 120 * MB
+    assert 120 * MB <= run["peak_rss_bytes"] <= 120 * MB + 20 * MB  # + the interpreter
     assert run["target"].startswith("-- ")
 
 
@@ -148,9 +148,10 @@ def test_timeout(tmp_path: Path) -> None:
     proc, run = run_json(tmp_path, f"{JOBS}:sleepy", "--timeout", "1")
     assert proc.returncode == 1
     assert run["status"] == "timeout"
-    # Counted by the launcher from the job's start: neither memdiag's nor the launcher's own
-    # start-up shortens or lengthens it.
-    assert 1.0 <= run["wall_s"] < 1.25
+    # Counted by the launcher from the job's start: memdiag's own start-up does not shorten
+    # it, and it is the launcher that stopped it, not memdiag's fallback LATE_S later. (How
+    # close to 1 s is a matter of scheduling on a shared machine, not of a unit test.)
+    assert 1.0 <= run["wall_s"] < 1.0 + LATE_S / 2
 
 
 def test_killed_by_a_signal(tmp_path: Path) -> None:
@@ -206,6 +207,7 @@ def test_launcher_ending_without_a_result_is_an_error(tmp_path: Path, target: li
     message = run["error"]["message"]
     assert "launcher ended by SIGKILL" in message and "without writing its result" in message
     assert ("child.json" in message) == (target[0] != "--")
+    assert run["infrastructure"] == message  # memdiag's failure, not a verdict on the job
 
 
 def test_stop_signal_during_spawn_is_not_lost(tmp_path: Path) -> None:
@@ -223,19 +225,20 @@ def test_stop_signal_during_spawn_is_not_lost(tmp_path: Path) -> None:
     result = tmp_path / "launch.json"
     lifeline_r, lifeline_w = os.pipe()
     argv = [sys.executable, "-I", "-S", "-c", code, launcher.__file__, str(result)]
-    started = time.monotonic()
     proc = subprocess.Popen([*argv, str(lifeline_r), "-", "sleep", "30"], pass_fds=(lifeline_r,))
     os.close(lifeline_r)
+    stopped_by_itself = True
     try:
-        proc.wait(timeout=5)
+        proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        pass
+        stopped_by_itself = False
     finally:
         os.close(lifeline_w)  # a launcher that lost the stop kills its job now
         proc.wait(timeout=10)
-    assert time.monotonic() - started < 5, "the stop was lost: the job ran on"
+    # with the lifeline still open: only the pending SIGTERM can have ended the job
+    assert stopped_by_itself, "the stop was lost: the job ran on"
     launch = json.loads(result.read_text())
-    assert launch["signal"] == signal.SIGKILL and launch["wall_s"] < 2
+    assert launch["signal"] == signal.SIGKILL and launch["wall_s"] < 20  # not its 30 s
 
 
 def test_phases_progress_and_records_from_probe(tmp_path: Path) -> None:
@@ -254,14 +257,14 @@ def test_heap_peak_and_memray_capture(tmp_path: Path) -> None:
     proc = memdiag("run", f"{JOBS}:heap_block", "--memray", "--json", str(out), "-q")
     assert proc.returncode == 0, proc.stderr
     run = load_run(out)
-    assert run.peak_heap_bytes is not None and run.peak_heap_bytes >= 80 * MB
+    assert run.peak_heap_bytes is not None and 80 * MB <= run.peak_heap_bytes <= 90 * MB
     assert run.memray_path == str(out.with_suffix(".memray"))
     assert Path(run.memray_path).stat().st_size > 0
 
 
 def test_heap_flag_alone_keeps_no_capture(tmp_path: Path) -> None:
     _, run = run_json(tmp_path, f"{JOBS}:heap_block", "--heap")
-    assert run["peak_heap_bytes"] >= 80 * MB
+    assert 80 * MB <= run["peak_heap_bytes"] <= 90 * MB
     assert run["heap_source"] == "memray" and run["memray_path"] is None
     assert any(row[2] for row in run["timeline"])
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from memdiag.measure.sweep import build_axes, expand, pending_runs
+from memdiag.measure.sweep.grid import build_axes, expand, pending_runs
 from memdiag.params import params_key
-from tests.conftest import MB, memdiag
+from tests.conftest import MB, load_results, memdiag
 from tests.plots import assert_sweep_plots_show
 
 # Peak = interpreter + batch MB; a fixed cost per batch makes bigger batches faster.
@@ -40,11 +40,6 @@ def job(tmp_path: Path) -> str:
     path = tmp_path / "job.py"
     path.write_text(JOB)
     return f"{path}:run"
-
-
-def load(out: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((out / "results.json").read_text())
-    return data
 
 
 def brute_force(data: dict[str, Any], budget: int, headroom: float) -> dict[str, Any] | None:
@@ -83,7 +78,7 @@ def test_matrix_choice_equals_brute_force(
         "--param", "records=640", "--out", str(out), "--quiet",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    data = load(out)
+    data = load_results(out)
     assert len(data["runs"]) == 8 and data["kind"] == "sweep"
     chosen = [row["config"]["params"] if row["config"] else None for row in data["matrix"]]
     expected = [brute_force(data, row["budget_bytes"], 0.8) for row in data["matrix"]]
@@ -111,11 +106,47 @@ def test_failures_are_recorded_and_the_sweep_finishes(job: str, tmp_path: Path) 
         "--timeout", "3", "--limit", "200MB", "--out", str(out), "--quiet",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    statuses = {c["params"]["mode"]: c["status"] for c in load(out)["configs"]}
+    statuses = {c["params"]["mode"]: c["status"] for c in load_results(out)["configs"]}
     assert statuses == {"ok": "ok", "error": "error", "slow": "timeout", "big": "oom"}
-    config = next(c for c in load(out)["configs"] if c["params"]["mode"] == "error")
+    config = next(c for c in load_results(out)["configs"] if c["params"]["mode"] == "error")
     assert "row 17 is malformed" in config["error"]
     assert "timeout" in (out / "report.md").read_text()
+
+
+# Kills its launcher (memdiag's failure, as a lost launcher is) on its first `lost` attempts.
+LOSES_ITS_LAUNCHER = """
+import os, signal
+
+def run(lost: int = 1) -> int:
+    seen = os.path.join(os.path.dirname(__file__), f"attempts-{lost}")
+    with open(seen, "a") as handle:
+        handle.write("x")
+    if os.path.getsize(seen) <= lost:
+        os.kill(os.getppid(), signal.SIGKILL)
+        os._exit(0)
+    return 1
+"""
+
+
+def test_a_lost_launcher_is_measured_once_more_then_recorded_as_memdiags(tmp_path: Path) -> None:
+    job = tmp_path / "job.py"
+    job.write_text(LOSES_ITS_LAUNCHER)
+    out = tmp_path / "out"
+    result = memdiag(
+        "sweep", f"{job}:run", "--param", "lost=0,1,2", "--repeat", "1", "--out", str(out),
+        "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    runs = {r["params"]["lost"]: r for r in load_results(out)["runs"]}
+    assert sorted(runs) == [0, 1, 2]  # one Run each: the retry replaced the lost one
+    attempts = {n: (tmp_path / f"attempts-{n}").stat().st_size for n in runs}
+    assert attempts == {0: 1, 1: 2, 2: 2}  # tried once more after a loss, never a third time
+    assert runs[0]["status"] == runs[1]["status"] == "ok"
+    assert runs[1]["infrastructure"] is None
+    lost = runs[2]
+    assert lost["status"] == "error" and "launcher ended by SIGKILL" in lost["infrastructure"]
+    config = next(c for c in load_results(out)["configs"] if c["params"]["lost"] == 2)
+    assert config["status"] != "ok"
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
@@ -131,22 +162,22 @@ def test_interrupted_sweep_resumes_without_duplicates(
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        if (out / "results.json").exists() and len(load(out)["runs"]) >= 2:
+        if (out / "results.json").exists() and len(load_results(out)["runs"]) >= 2:
             break
         time.sleep(0.05)
     proc.send_signal(how)
     _, stderr = proc.communicate(timeout=30)
-    saved = load(out)["runs"]
+    saved = load_results(out)["runs"]
     assert 2 <= len(saved) < 6
     if how == signal.SIGINT:
         assert proc.returncode == 130 and b"--resume" in stderr
     result = memdiag(*args, "--resume")
     assert result.returncode == 0, result.stderr
-    runs = load(out)["runs"]
+    runs = load_results(out)["runs"]
     keys = [params_key(r["params"]) for r in runs]
     assert len(keys) == len(set(keys)) == 6
     assert [r["started_at"] for r in runs[: len(saved)]] == [r["started_at"] for r in saved]
-    assert [c["params"]["batch"] for c in load(out)["configs"]] == [1, 2, 3, 4, 5, 6]
+    assert [c["params"]["batch"] for c in load_results(out)["configs"]] == [1, 2, 3, 4, 5, 6]
 
 
 def test_external_command_and_report_rerender(tmp_path: Path) -> None:
@@ -158,7 +189,7 @@ def test_external_command_and_report_rerender(tmp_path: Path) -> None:
         "--quiet", "--", sys.executable, str(script), "{batch}",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    data = load(out)
+    data = load_results(out)
     assert [c["status"] for c in data["configs"]] == ["ok", "ok"]
     peaks = [c["peak_rss_bytes"] for c in data["configs"]]
     assert 25 * MB < peaks[1] - peaks[0] < 35 * MB
@@ -171,7 +202,7 @@ def test_external_command_and_report_rerender(tmp_path: Path) -> None:
     assert json.loads((again / "results.json").read_text())["matrix"] == data["matrix"]
     before = (out / "results.json").read_bytes()
     result = memdiag("report", str(out / "results.json"), "--budget", "8GB", "--quiet")
-    assert result.returncode == 0 and len(load(out / "decision")["matrix"]) == 1
+    assert result.returncode == 0 and len(load_results(out / "decision")["matrix"]) == 1
     assert (out / "results.json").read_bytes() == before  # the input is never rewritten
 
 
@@ -198,6 +229,9 @@ def test_external_command_and_report_rerender(tmp_path: Path) -> None:
         ["--batch", "auto:8", "--max", "batch=4"],
         ["--batch", "auto", "--max", "concurrency=4"],
         ["--batch", "auto", "--param", "records=100,200", "--at", "records=1000"],
+        ["--param", "records=100,200", "--at", "records=1000", "--sizes", "more"],
+        ["--param", "records=100,200", "--sizes", "auto"],
+        ["--sizes", "auto", "--at", "records=-5"],
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], tmp_path: Path) -> None:
@@ -271,11 +305,11 @@ def test_batch_auto_finds_the_boundary_of_a_known_line(tmp_path: Path) -> None:
     args = ["sweep", f"{path}:run", "--batch", "auto", "--max", "batch=256", "--out", str(out)]
     result = memdiag(*args, "--budget", "64MB", "--quiet")
     assert result.returncode == 0, result.stderr
-    first = load(out)["runs"]
+    first = load_results(out)["runs"]
     # --resume continues the search with a new budget: no probe is run twice
     result = memdiag(*args, "--budget", "64MB,160MB", "--quiet", "--resume")
     assert result.returncode == 0, result.stderr
-    data = load(out)
+    data = load_results(out)
     runs = data["runs"]
     assert [r["started_at"] for r in runs[: len(first)]] == [r["started_at"] for r in first]
     assert len(runs) > len(first)
@@ -329,7 +363,7 @@ def test_confirm_refutes_a_wrong_prediction_and_falls_back(tmp_path: Path) -> No
         "--out", str(out), "--quiet",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    data = load(out)
+    data = load_results(out)
     (row,) = data["matrix"]
     assert row["basis"] == "predicted" and row["at"] == {"records": 10000}
     assert row["peak_upper_bytes"] <= 0.8 * 256 * MB

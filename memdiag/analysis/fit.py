@@ -3,7 +3,9 @@
 Every slope memdiag reports comes from here: scaling of peak with input size, growth per
 iteration in leak detection, and a monitored service's trend over time. Intervals use the
 Student t distribution with n − 2 degrees of freedom, so a line through two points has a
-slope but no interval and no fit quality: two points always lie on a line.
+slope but no interval and no fit quality: two points always lie on a line. A curve that is
+a line in a transformed size (a + b·g(n), analysis/curves.py) is fitted here too, with one
+degree of freedom fewer per shape parameter (`params`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ class LinearFit:
     """A least-squares line: `slope` per x unit, `intercept` at x = 0, `r2` in [0, 1].
 
     `n`, `mean_x`, `sxx` and `residual_sd` carry what the intervals need; `residual_sd` is
-    None with fewer than three points, where residuals say nothing.
+    None with fewer than three points, where residuals say nothing. `params` counts the
+    fitted parameters (2 for a line; 3 when x was transformed by a fitted shape): the
+    intervals have n − params degrees of freedom.
     """
 
     slope: float
@@ -31,6 +35,7 @@ class LinearFit:
     mean_x: float = 0.0
     sxx: float = 0.0
     residual_sd: float | None = None
+    params: int = 2
 
     def at(self, x: float) -> float:
         """Return the line's value at `x`."""
@@ -46,9 +51,9 @@ class LinearFit:
     def slope_interval(self, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
         """Return the slope's two-sided confidence interval, or None with fewer than 3 points."""
         stderr = self.slope_stderr
-        if stderr is None:
+        if stderr is None or self.n <= self.params:
             return None
-        half = t_quantile(self.n - 2, confidence) * stderr
+        half = t_quantile(self.n - self.params, confidence) * stderr
         return self.slope - half, self.slope + half
 
     def prediction_interval(
@@ -59,11 +64,11 @@ class LinearFit:
         `extra_sd` adds a known spread of single observations (repeats of one point) to the
         residuals' own, in quadrature.
         """
-        if self.residual_sd is None or self.sxx <= 0:
+        if self.residual_sd is None or self.sxx <= 0 or self.n <= self.params:
             return None
         leverage = 1 + 1 / self.n + (x - self.mean_x) ** 2 / self.sxx
         sd = math.sqrt(self.residual_sd**2 * leverage + extra_sd**2)
-        half = t_quantile(self.n - 2, confidence) * sd
+        half = t_quantile(self.n - self.params, confidence) * sd
         centre = self.at(x)
         return centre - half, centre + half
 

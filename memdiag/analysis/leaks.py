@@ -172,7 +172,11 @@ def traced_sites(
     found = []
     for s in last.sites:
         size, count = float(s.size_bytes), float(s.count)
-        if share and size <= SMALL_ALLOCATION * max(count, 1):
+        if share and s.small_bytes is not None and s.small_count is not None:
+            # the small blocks are a sample of the call's; the large ones were traced whole
+            size += s.small_bytes * (1 / share - 1)
+            count += s.small_count * (1 / share - 1)
+        elif share and size <= SMALL_ALLOCATION * max(count, 1):
             size, count = size / share, count / share  # a sample of the call's small ones
         if size < settings.min_growth_bytes:
             continue
@@ -275,6 +279,7 @@ def find_leaks(
         native=native_growth(window, settings),
     )
     heap = heap_trend(window)
+    report.traced_whole = window[-1].traced_whole
     if not traced_last(window):
         report.sites = site_leaks(window, settings)  # every snapshot has sites: a series each
     elif report.types or (report.heap_first_bytes is not None and grows(heap, settings)):
@@ -308,14 +313,18 @@ def owners(
     """Return the owners the child found, with their share of one call's growth, and that
     growth: the Python heap's per call (live objects' sizes, as the retained sizes are),
     never less than what the owners retain. An owner that grew in place retains no new
-    object: its growth is its type's, from the series."""
+    object: its growth is its type's, from the series. An owner whose own table grew (a set
+    or dict resized as it fills) adds that growth to its new members'."""
     growth_of = {t.name: t.bytes_per_iteration for t in types}
     result = []
     for entry in found:
         retained = float(entry["retained_bytes"])
+        table = float(entry.get("table_bytes") or 0.0)
         if entry["in_place"]:
             grown = [growth_of.get(g, 0.0) for g in entry["groups"]]
-            retained = max([retained, *grown])
+            retained = max([retained, table, *grown])
+        else:
+            retained += table
         result.append(
             Owner(
                 expression=entry["expression"],
@@ -329,6 +338,9 @@ def owners(
                 largest_types=list(entry["largest_types"]),
                 in_place=entry["in_place"],
                 truncated=entry["truncated"],
+                table_site=entry.get("table_site"),
+                stored_site=entry.get("stored_site"),
+                table_bytes_per_iteration=round(table, 1),
             )
         )
     total = max(heap_per_step, sum(o.retained_bytes_per_iteration for o in result))
@@ -397,4 +409,5 @@ def attribution_request(
         },
         "grown_types": grown,
         "growth_bytes": max(round(growth), 0),
+        "warmup": settings.warmup,
     }

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from memdiag.analysis.aggregate import by_throughput
+from memdiag.analysis.aggregate import by_throughput, run_fits
 from memdiag.analysis.candidates import Candidate, measured_candidates
 from memdiag.analysis.scaling import capacity_text, largest_fitting
 from memdiag.errors import MemdiagError
@@ -177,14 +177,15 @@ def confirm_status(
     """Return the confirmation of `params` for `budget` from the confirmation runs.
 
     An ok run within headroom × budget confirms; an ok run above it, or a run that failed
-    under a limit of the budget or more, refutes; otherwise it is pending (to be run).
+    under a limit of the budget or more, refutes; a run memdiag could not measure
+    (`Run.infrastructure`) is "unmeasured", no verdict; otherwise it is pending (to be run).
     """
-    allowed = headroom * budget
     for run in (r for r in runs if same_params(r.params, params)):
-        if run.ok and run.peak_rss_bytes <= allowed:
-            return _confirmation("confirmed", params, run)
-        if run.ok or run.status != "oom" or (run.limit_bytes or budget) >= budget:
-            return _confirmation("refuted", params, run)
+        fits = run_fits(run, headroom * budget, budget)
+        if fits is not None:
+            return _confirmation("confirmed" if fits else "refuted", params, run)
+        if run.infrastructure is not None:
+            return {**_confirmation("unmeasured", params, run), "reason": run.infrastructure}
     return {"status": "pending", "params": params, "limit_bytes": budget}
 
 
@@ -221,9 +222,7 @@ def _chosen_row(
         budget_fraction=round(chosen.peak_upper_bytes / budget, 4),
         wall_s=chosen.speed.wall_s,
         records_per_s=chosen.speed.records_per_s,
-        peak_change=None
-        if ref is None or not ref.peak_bytes
-        else round(peak / ref.peak_bytes - 1, 4),
+        peak_change=None if ref is None else _change(peak, ref.peak_bytes),
         slowdown=None if ref is None else slowdown(chosen.speed, ref.speed),
         basis=chosen.basis,
         peak_upper_bytes=chosen.peak_upper_bytes,
@@ -231,6 +230,9 @@ def _chosen_row(
         note="; ".join(notes) or None,
         confirmation=confirmation,
         refuted=refuted,
+        speed_basis=chosen.speed_basis,
+        firm=chosen.firm,
+        gc_share=chosen.speed.gc_share,
     )
 
 
@@ -293,14 +295,28 @@ def _nothing_fits(
 
 
 def _params(params: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v}" for k, v in params.items())
+    return " ".join(f"{k}={_value(k, v)}" for k, v in params.items())
+
+
+def _value(name: str, value: Any) -> Any:
+    # A heap limit is bytes in the JSON and MB where Node takes it (--max-old-space-size).
+    if name == "heap_limit" and isinstance(value, int) and value % 1024**2 == 0:
+        return f"{value // 1024**2}MB"
+    return value
 
 
 def peak_change(config: ConfigSummary, ref: ConfigSummary | None) -> float | None:
     """Return the config's median peak against the reference's, as a fraction (-0.3 = 30% less)."""
-    if ref is None or ref.status != "ok" or not ref.peak_rss_bytes or config.peak_rss_bytes is None:
+    if ref is None or ref.status != "ok":
         return None
-    return round(config.peak_rss_bytes / ref.peak_rss_bytes - 1, 4)
+    return _change(config.peak_rss_bytes, ref.peak_rss_bytes)
+
+
+def _change(peak: int | None, ref_peak: int | None) -> float | None:
+    """Return `peak` against `ref_peak` as a fraction, None without both (or a zero ref)."""
+    if peak is None or not ref_peak:
+        return None
+    return round(peak / ref_peak - 1, 4)
 
 
 def slowdown(config: ConfigSummary, ref: ConfigSummary | None) -> float | None:

@@ -10,7 +10,7 @@ from memdiag.analysis.trend import classify, time_above
 from memdiag.model import MonitorSummary
 
 if TYPE_CHECKING:
-    from memdiag.measure.monitor_sample import MonitorSample
+    from memdiag.measure.monitor.sample import MonitorSample
 
 
 def summarize(

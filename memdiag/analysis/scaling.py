@@ -1,19 +1,28 @@
-"""How peak memory grows with the input: a line along each input-size axis, and its limits.
+"""How peak memory grows with the input: the model chosen along each input-size axis, and
+its limits.
 
 An input-size axis is one named like a size (records, items, cycles, ...; see SIZE_AXES) or
 declared with `--size-axis`, with numeric values and two sizes at least; tuning knobs such
 as batch, concurrency or page_size are never size axes, even when numeric. For each size
-axis and each combination of the other axes, peak = intercept + bytes_per_unit × size is
-fitted (analysis/fit.py) through the ok configurations' median peaks.
+axis and each combination of the other axes, the ok configurations' median peaks are fitted
+with a line (analysis/fit.py) and, from 4 sizes, with every candidate of analysis/curves.py
+(constant, line, n·log n, saturating, power law), one chosen by leave-one-out error.
 
 The model is honest about what it knows:
-- with 3 sizes or more the fit has a quality (R²), a 95% interval on its slope, and a
+- with 3 sizes or more the line has a quality (R²), a 95% interval on its slope, and a
   prediction interval from its residuals and the repeats' own spread; with 2 sizes it has
   neither (two points always lie on a line), and says so;
-- memory is "constant" when the slope's interval contains 0 (with 2 sizes: always) and the
-  line rises across the sizes by less than 5%, or less than 1 MB, or less than twice the
-  repeats' spread; a constant prediction is the largest median measured, its upper end
-  5% (at least 1 MB, or two residual or repeat spreads) above: the rise "constant" admits;
+- below 4 sizes the model is the line or constant: a rise across the sizes of more than 1 MB
+  and twice the noise (the repeats' spread, the line's residuals) is growth, whatever the
+  slope's interval says (with few sizes that interval is wide, and "constant" would hide the
+  growth); growing memory is then not firm, since a curve cannot be told from the line. From
+  4 sizes the data choose, and a constant chosen while the line is plausible has the line's
+  prediction as its upper end;
+- a constant prediction is the largest median measured, its upper end 5% (at least 1 MB, or
+  two residual or repeat spreads) above: the rise "constant" admits;
+- the interval is the chosen model's, widened to every plausible model's prediction; when
+  the curvature test finds curvature and no model is clearly better, its upper end is the
+  most pessimistic plausible model's;
 - a prediction is never below the largest median peak measured for that configuration;
 - beyond 10× the largest size measured, a prediction is flagged as not firm.
 """
@@ -24,12 +33,22 @@ import dataclasses
 import math
 from typing import Any
 
+from memdiag.analysis.aggregate import worst_peak
+from memdiag.analysis.curves import Choice, Curve, choose_curve, fit_curve
 from memdiag.analysis.fit import LinearFit, fit_line
 from memdiag.model import SIZE_AXES, Capacity, ConfigSummary, Prediction, ScalingFit
 
-# Only with 2 sizes, where no interval exists: a rise below this is read as noise.
+# The rise a constant verdict admits above the largest peak measured (its upper end).
 GROWTH_THRESHOLD = 0.05
+# A rise across the sizes below this is RSS noise, never growth.
 MIN_GROWTH_BYTES = 1024 * 1024
+# What the candidates' scores are floored at: differences below it say nothing about a shape.
+NOISE_FLOOR_BYTES = 256 * 1024
+NOISE_FLOOR_FRACTION = 0.002
+WALL_NOISE_FRACTION = 0.02
+# A prediction is settled when its interval spans at most this share of the budget it
+# decides, or when the plausible models agree within it.
+SETTLED_WITHIN = 0.15
 # A prediction further than this past the largest size measured is not firm.
 FIRM_EXTRAPOLATION = 10.0
 # Spread of single runs from the range of n repeats (range / d2(n), Tippett's constants).
@@ -77,19 +96,24 @@ def fit_scaling(
 def _fit(
     axis: str, params: dict[str, Any], members: list[ConfigSummary], until: float | None
 ) -> ScalingFit:
-    points = sorted([float(c.params[axis]), float(c.peak_rss_bytes or 0)] for c in members)
-    line = fit_line([x for x, _ in points], [y for _, y in points])
+    members = sorted(members, key=lambda c: float(c.params[axis]))
+    points = [[float(c.params[axis]), float(c.peak_rss_bytes or 0)] for c in members]
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    line = fit_line(xs, ys)
     low, high = points[0][0], points[-1][0]
     start = max(line.at(low), 1.0)
     rise = line.slope * (high - low)
     interval = line.slope_interval()
     spread = repeat_sd(members)
-    # A rise beyond the noise of RSS (5% and 1 MB) and of the repeats is growth even when
-    # the slope's interval, with few sizes, is too wide to exclude 0: a saturating curve
-    # would otherwise be called constant and under-predicted.
-    visible = rise / start >= GROWTH_THRESHOLD and rise >= max(MIN_GROWTH_BYTES, 2 * spread)
+    # A rise beyond the noise of RSS (1 MB), of the repeats and of the line's own residuals
+    # is growth even when the slope's interval, with few sizes, is too wide to exclude 0:
+    # peaks of 100, 102 and 104.7 MB are not constant because 3 sizes cannot prove a slope.
+    visible = rise >= max(MIN_GROWTH_BYTES, 2 * spread, 2 * (line.residual_sd or 0.0))
     grows = visible or (interval is not None and interval[0] > 0)
-    worst = max((c.peak_rss_spread or [0, c.peak_rss_bytes or 0])[1] for c in members)
+    worst = max(worst_peak(c) for c in members)
+    noise = max(spread, NOISE_FLOOR_FRACTION * max(ys), NOISE_FLOOR_BYTES)
+    choice = choose_curve(xs, ys, noise)
+    chosen = _chosen(choice, xs, ys, grows)
     fit = ScalingFit(
         axis=axis,
         params=params,
@@ -98,17 +122,76 @@ def _fit(
         bytes_per_unit=round(line.slope, 3),
         r2=round(line.r2, 4) if line.n >= 3 and line.residual_sd is not None else None,
         growth_fraction=round(rise / start, 4),
-        verdict="grows" if grows else "constant",
+        verdict="constant" if chosen.model == "constant" else "grows",
         sizes=len(points),
         slope_low=None if interval is None else round(interval[0], 3),
         slope_high=None if interval is None else round(interval[1], 3),
         residual_sd_bytes=None if line.residual_sd is None else round(line.residual_sd, 1),
         repeat_sd_bytes=round(spread, 1),
-        peak_max_bytes=int(max(y for _, y in points)),
+        peak_max_bytes=int(max(ys)),
         worst_bytes=int(worst),
+        model=chosen.model,
+        model_params={k: float(f"{v:.6g}") for k, v in chosen.params().items()},
+        models=[] if choice is None else [c.to_dict() for c in choice.curves],
+        curvature=None if choice is None else choice.curvature,
+        curvature_f=None if choice is None else choice.curvature_f,
+        pessimistic=choice is not None and bool(choice.curvature) and not choice.clear,
+        doubling_factor=_doubling(chosen, high),
+        plateau_bytes=int(chosen.a + chosen.b)
+        if chosen.model == "saturating" and chosen.b > 0
+        else None,
+        **_wall(axis, members),
     )
     end = max(high, until or high)
     return _with_band(fit, low, end)
+
+
+def _chosen(choice: Choice | None, xs: list[float], ys: list[float], grows: bool) -> Curve:
+    """The chosen curve; below 4 sizes the line when memory grows, else constant."""
+    if choice is not None:
+        return choice.chosen
+    curve = fit_curve("linear" if grows else "constant", xs, ys, max(xs))
+    assert curve is not None  # two sizes at least: a line and a constant always fit
+    return curve
+
+
+def _doubling(curve: Curve, size: float) -> float | None:
+    """Memory at twice `size` over memory at `size`, from the curve."""
+    here = curve.at(size)
+    return round(curve.at(2 * size) / here, 3) if here > 0 else None
+
+
+def _wall(axis: str, members: list[ConfigSummary]) -> dict[str, Any]:
+    """Wall time against the size: [size, median wall, records] and the model chosen."""
+    timed = [c for c in members if c.wall_s is not None]
+    if len({c.params[axis] for c in timed}) < 2:
+        return {}
+    rows = [[float(c.params[axis]), float(c.wall_s or 0.0), float(c.records or 0)] for c in timed]
+    xs, walls = [r[0] for r in rows], [r[1] for r in rows]
+    spread = max(
+        [(c.wall_spread[1] - c.wall_spread[0]) / 2 for c in timed if c.wall_spread] or [0.0]
+    )
+    noise = max(spread, WALL_NOISE_FRACTION * max(walls), 1e-3)
+    choice = choose_curve(xs, walls, noise)
+    curve = choice.chosen if choice is not None else fit_curve("linear", xs, walls, max(xs))
+    return {"wall_points": rows, "wall_model": None if curve is None else curve.to_dict()}
+
+
+def predicted_speed(fit: ScalingFit, size: float) -> tuple[float | None, float | None]:
+    """Return (wall seconds, records/s) predicted at `size` from the fit's wall model.
+
+    Never quicker than the largest size measured; records scale with the size, as measured
+    there. (None, None) without a wall model (files written before it).
+    """
+    if not fit.wall_model or not fit.wall_points:
+        return None, None
+    measured_size, measured_wall, records = fit.wall_points[-1]
+    wall = Curve.from_dict(fit.wall_model).at(size)
+    if size >= measured_size:
+        wall = max(wall, measured_wall)
+    wall = max(wall, 1e-6)
+    rate = records * size / measured_size / wall if records and measured_size else None
+    return round(wall, 3), None if rate is None else round(rate, 1)
 
 
 def repeat_sd(members: list[ConfigSummary]) -> float:
@@ -132,20 +215,52 @@ def line_of(fit: ScalingFit) -> LinearFit:
 def bounds(fit: ScalingFit, size: float) -> tuple[float, float, float]:
     """Return (peak, low, high) in bytes predicted at `size`; `high` is what budgets check.
 
-    Constant memory: the largest median measured, up to the worst repeat or 5% above (at
-    least 1 MB, or two residual or repeat spreads), the rise a constant verdict admits.
-    Growing memory: the line, with its 95% prediction interval from the residuals and the
-    repeats' spread (3+ sizes), or two repeat spreads (2 sizes). At and beyond the largest
-    size measured, never below what was measured there.
+    The chosen model's prediction and 95% interval (residuals and the repeats' spread in
+    quadrature), never narrower than the plausible models' predictions; with curvature and
+    no clearly better model, up to the most pessimistic plausible model's upper end. Constant
+    memory: the largest median measured, up to the worst repeat or 5% above (at least 1 MB,
+    or two residual or repeat spreads). At and beyond the largest size measured, never below
+    what was measured there.
     """
+    curves = [Curve.from_dict(m) for m in fit.models]
+    chosen = next((c for c in curves if c.model == fit.model), None)
+    if chosen is None:  # below 4 sizes, or a file written before models: the verdict's line
+        return _line_bounds(fit, size)
+    peak, low, high = _reading(fit, chosen, size)
+    for other in (c for c in curves if c.plausible and c is not chosen):
+        centre, _, upper = _reading(fit, other, size)
+        low, high = min(low, centre), max(high, upper if fit.pessimistic else centre)
+    if size >= fit.points[-1][0]:
+        peak = max(peak, float(fit.peak_max_bytes))
+        high = max(high, peak, float(fit.worst_bytes))
+    return peak, min(low, peak), high
+
+
+def _reading(fit: ScalingFit, curve: Curve, size: float) -> tuple[float, float, float]:
+    """One model's (peak, low, high) at `size`."""
+    if curve.model == "constant":
+        return _constant_bounds(fit)
     extra = fit.repeat_sd_bytes
+    peak = curve.at(size)
+    interval = curve.interval(size, extra_sd=extra)
+    low, high = interval if interval is not None else (peak - 2 * extra, peak + 2 * extra)
+    return peak, low, high
+
+
+def _constant_bounds(fit: ScalingFit) -> tuple[float, float, float]:
+    peak = float(fit.peak_max_bytes)
+    low = min(y for _, y in fit.points)
+    # "Constant" admits a rise below the growth threshold: the upper end allows it.
+    noise = 2 * max(fit.repeat_sd_bytes, fit.residual_sd_bytes or 0.0)
+    margin = max(noise, GROWTH_THRESHOLD * peak, MIN_GROWTH_BYTES)
+    return peak, low, max(float(fit.worst_bytes), peak + margin)
+
+
+def _line_bounds(fit: ScalingFit, size: float) -> tuple[float, float, float]:
+    """The verdict's reading without candidate models: constant, or the line."""
     if fit.verdict == "constant":
-        peak = float(fit.peak_max_bytes)
-        low = min(y for _, y in fit.points)
-        # "Constant" admits a rise below the growth threshold: the upper end allows it.
-        noise = 2 * max(extra, fit.residual_sd_bytes or 0.0)
-        margin = max(noise, GROWTH_THRESHOLD * peak, MIN_GROWTH_BYTES)
-        return peak, low, max(float(fit.worst_bytes), peak + margin)
+        return _constant_bounds(fit)
+    extra = fit.repeat_sd_bytes
     line = line_of(fit)
     peak = line.at(size)
     interval = line.prediction_interval(size, extra_sd=extra)
@@ -156,13 +271,20 @@ def bounds(fit: ScalingFit, size: float) -> tuple[float, float, float]:
     return peak, min(low, peak), high
 
 
+def _bounded(fit: ScalingFit) -> bool:
+    """True when memory is constant and no plausible model says otherwise."""
+    return fit.verdict == "constant" and not any(
+        m["plausible"] and m["model"] != "constant" for m in fit.models
+    )
+
+
 def largest_fitting(fit: ScalingFit, allowed: float) -> int | None:
     """Return the largest size whose predicted upper bound is at most `allowed` bytes.
 
     None means no limit (constant memory within the allowance); 0 means not even the
     smallest input fits.
     """
-    if fit.verdict == "constant":
+    if _bounded(fit):
         return None if bounds(fit, 0)[2] <= allowed else 0
     if bounds(fit, 0)[2] > allowed:
         return 0
@@ -189,6 +311,17 @@ def firmness(fit: ScalingFit, value: float) -> tuple[float, bool, str | None]:
     warnings = []
     if fit.sizes < 3:
         warnings.append("2 sizes only: no fit quality or interval; measure 1 more size at least")
+    elif fit.sizes < 4 and fit.verdict == "grows":
+        warnings.append(
+            "3 sizes: memory grows, and a curve cannot be told from a line below 4 sizes; "
+            "measure 1 more size at least"
+        )
+    if fit.pessimistic:
+        names = ", ".join(m["model"] for m in fit.models if m["plausible"])
+        warnings.append(
+            f"memory curves (curvature test F = {fit.curvature_f:,.1f}) and no model is clearly "
+            f"better ({names}): the budget is checked against the most pessimistic"
+        )
     if factor > FIRM_EXTRAPOLATION:
         goal = value / FIRM_EXTRAPOLATION
         more = max(1, math.ceil(math.log2(goal / largest)))
@@ -198,6 +331,24 @@ def firmness(fit: ScalingFit, value: float) -> tuple[float, bool, str | None]:
         )
     firm = not warnings
     return round(factor, 2), firm, "; ".join(warnings) or None
+
+
+def settled(fit: ScalingFit, value: float, budgets_bytes: list[int], headroom: float) -> bool:
+    """Return True when more sizes would not change the answer at `value`: the plausible
+    models agree within 15%, or the interval spans at most 15% of the budget it decides
+    (the smallest whose headroom share holds its upper end, else the largest)."""
+    if fit.sizes < 3 or (fit.sizes < 4 and fit.verdict == "grows"):
+        return False
+    peak, low, high = bounds(fit, value)
+    centres = [Curve.from_dict(m).at(value) for m in fit.models if m["plausible"]]
+    agree = not centres or max(centres) <= (1 + SETTLED_WITHIN) * max(min(centres), 1.0)
+    if agree and not fit.pessimistic and high <= (1 + SETTLED_WITHIN) * max(peak, 1.0):
+        return True
+    if not budgets_bytes:
+        return False
+    fitting = [b for b in sorted(budgets_bytes) if high <= headroom * b]
+    decided = fitting[0] if fitting else max(budgets_bytes)
+    return high - low <= SETTLED_WITHIN * decided
 
 
 def predict(
@@ -213,6 +364,7 @@ def predict(
         peak, low, high = bounds(fit, value)
         factor, firm, warning = firmness(fit, value)
         fits_in = [b for b in sorted(budgets_bytes) if high <= headroom * b]
+        wall, rate = predicted_speed(fit, value)
         predictions.append(
             Prediction(
                 axis=fit.axis,
@@ -226,6 +378,10 @@ def predict(
                 extrapolation=factor,
                 firm=firm,
                 warning=warning,
+                model=fit.model or None,
+                settled=settled(fit, value, budgets_bytes, headroom),
+                wall_s=wall,
+                records_per_s=rate,
             )
         )
     return predictions

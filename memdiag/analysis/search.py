@@ -9,13 +9,18 @@ where it stopped):
 - no value fits yet: probe the start value;
 - no value fails yet: double (start, 2×start, 4×start ... up to --max); once 3 ok probes span
   4× or more, jump instead to where the line through the highest ok probes reaches the limit,
-  unless the last two jumps both fell short;
+  unless the last two jumps both fell short (then double once, and jump again);
 - a fitting value `lo` and a failing one `hi`: probe where the line predicts the limit
-  (safeguarded: after two probes on the same side, the midpoint), until hi − lo is one unit
-  or 2% of lo.
+  (safeguarded: after two probes on the same side, or when the line puts the limit at or
+  past `hi`, the midpoint), until hi − lo is one unit or 2% of lo.
 
 The result per budget: the largest fitting value, and the fastest fitting value at or below
-it (speed differences under 5% are ties, won by the lower peak: probes run once each).
+it, by the matrix's rule (analysis/matrix.choose: speed differences inside the repeats'
+spread, or under 5% for a value probed once, are ties, won by the lower peak).
+
+A run memdiag itself could not measure (`Run.infrastructure`: a lost worker, memdiag's own
+exception) says nothing about the job: its value is neither fitting nor failing, and the
+search stops there with a note rather than count it as over the budget.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from memdiag.analysis.aggregate import by_throughput, run_fits, summarise_config
+from memdiag.analysis.candidates import measured_candidates
 from memdiag.analysis.fit import fit_line
+from memdiag.analysis.matrix import choose
 from memdiag.model import Run, SearchResult
 from memdiag.params import has_params, same_value
 
 PRECISION = 0.02
-TIE = 0.05
 # The line that places the next probe goes through this many of the highest ok probes.
 LOCAL_POINTS = 4
 
@@ -61,6 +68,8 @@ def search_budget(
     nxt, note = _next(probes, mine, axis, limit, lo, hi, start, maximum)
     if nxt is not None and nxt in known:
         nxt = None  # never probe a known value twice (inconsistent probes end the search)
+    elif nxt is not None and (lost := _lost(mine, axis, nxt)) is not None:
+        nxt, note = None, f"{axis}={nxt} could not be measured: {lost.infrastructure}"
     result = SearchResult(
         axis=axis,
         params=params,
@@ -78,13 +87,14 @@ def search_budget(
 def _fits(probes: list[Run], axis: str, value: int, limit: int) -> bool | None:
     """True: ran ok within the limit; False: over it or failed; None: not known at this limit."""
     runs = [r for r in probes if same_value(r.params[axis], value)]
-    ok = [r for r in runs if r.ok]
+    ok = [run_fits(r, limit) for r in runs if r.ok]
     if ok:
-        return max(r.peak_rss_bytes for r in ok) <= limit
-    if any(r.status != "oom" for r in runs):
-        return False
-    # Stopped at a lower limit says nothing about this one.
-    return False if any((r.limit_bytes or limit) >= limit for r in runs) else None
+        return all(ok)
+    return False if False in (run_fits(r, limit) for r in runs) else None
+
+
+def _fitting(run: Run, limit: int) -> bool:
+    return run_fits(run, limit) is True
 
 
 def _next(
@@ -104,15 +114,15 @@ def _next(
     if lo >= maximum:
         return None, f"reached --max {axis}={maximum}"
     guess = _guess(probes, axis, limit)
-    streak = _streak(mine, limit)
     if hi is None:
-        if guess is not None and streak < 2 and _trusted(probes, axis):
+        short = _short_jumps(probes, mine, axis, limit, start)
+        if guess is not None and short < 2 and _trusted(probes, axis):
             return min(maximum, max(lo + 1, guess)), ""
         return min(maximum, lo * 2), ""
     if hi - lo <= max(1, math.floor(PRECISION * lo)):
         return None, ""
-    if guess is not None and streak < 2:
-        return min(hi - 1, max(lo + 1, guess)), ""
+    if guess is not None and guess < hi and _streak(mine, limit) < 2:
+        return max(lo + 1, guess), ""  # a line that puts the limit past a failing hi is wrong
     return (lo + hi) // 2, ""
 
 
@@ -134,9 +144,26 @@ def _trusted(probes: list[Run], axis: str) -> bool:
     return len(values) >= 3 and values[-1] >= 4 * values[0]
 
 
+def _short_jumps(probes: list[Run], mine: list[Run], axis: str, limit: int, start: int) -> int:
+    """How many of this search's last probes were jumps that fell short of the limit.
+
+    Doubling probes are no jumps (the start, or twice a fitting value): one ends the count,
+    so that after two short jumps the search doubles once and then jumps again.
+    """
+    fitting = {r.params[axis] for r in probes if _fitting(r, limit)}
+    count = 0
+    for run in reversed(mine):
+        value = run.params[axis]
+        doubled = value == start or (value % 2 == 0 and value // 2 in fitting)
+        if doubled or not _fitting(run, limit):
+            break
+        count += 1
+    return count
+
+
 def _streak(mine: list[Run], limit: int) -> int:
     """How many of this search's last probes landed on the same side of the limit."""
-    sides = [r.ok and r.peak_rss_bytes <= limit for r in mine]
+    sides = [_fitting(r, limit) for r in mine]
     count = 0
     for side in reversed(sides):
         if side != sides[-1]:
@@ -146,22 +173,26 @@ def _streak(mine: list[Run], limit: int) -> int:
 
 
 def _fastest(probes: list[Run], axis: str, limit: int, largest: int | None) -> int | None:
-    """The fastest ok probe within the limit, at or below `largest`; a tie (under 5%) goes
-    to the lower peak."""
+    """The fastest fitting probed value at or below `largest`, by the matrix's rule
+    (`choose`: ties inside the noise go to the lower peak)."""
     if largest is None:
         return None
-    fitting = [
-        r for r in probes if r.ok and r.peak_rss_bytes <= limit and r.params[axis] <= largest
-    ]
-    if not fitting:
+    groups: dict[int, list[Run]] = {}
+    for r in probes:
+        if _fitting(r, limit) and r.params[axis] <= largest:
+            groups.setdefault(int(r.params[axis]), []).append(r)
+    if not groups:
         return None
+    values = {axis: sorted(groups)}
+    configs = [summarise_config(group, values) for group in groups.values()]
+    chosen, _ = choose(measured_candidates(configs), by_throughput(configs))
+    return int(chosen.params[axis])
 
-    def pace(r: Run) -> float:
-        return r.records_per_s if r.records_per_s is not None else -r.wall_s
 
-    best = max(pace(r) for r in fitting)
-    tied = [r for r in fitting if abs(best - pace(r)) < TIE * abs(best)]
-    return int(min(tied, key=lambda r: (r.peak_rss_bytes, -pace(r))).params[axis])
+def _lost(probes: list[Run], axis: str, value: int) -> Run | None:
+    """A run at `value` that memdiag itself could not measure (see Run.infrastructure)."""
+    runs = [r for r in probes if same_value(r.params[axis], value)]
+    return next((r for r in runs if r.infrastructure is not None), None)
 
 
 def _probe(run: Run, axis: str, limit: int) -> dict[str, Any]:
@@ -172,7 +203,8 @@ def _probe(run: Run, axis: str, limit: int) -> dict[str, Any]:
         "limit_bytes": run.limit_bytes,
         "records_per_s": run.records_per_s,
         "wall_s": run.wall_s,
-        "fits": run.ok and run.peak_rss_bytes <= limit,
+        "fits": _fitting(run, limit),
+        "infrastructure": run.infrastructure,
     }
 
 

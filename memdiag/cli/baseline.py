@@ -24,7 +24,7 @@ import click
 def command(results: tuple[str, ...], out: str) -> int:
     from memdiag.analysis.gate import make_baseline
     from memdiag.cli.common import load_comparable
-    from memdiag.measure.env import collect_env
+    from memdiag.measure.process.env import collect_env
     from memdiag.model import write_json_atomic
 
     entries = [entry for path in results for entry in load_comparable(path)]

@@ -80,9 +80,9 @@ def positive(name: str, value: float | None) -> float | None:
 def load_comparable(path: str) -> list[dict[str, Any]]:
     """Return the comparable entries of a saved run, sweep, pytest report or baseline."""
     from memdiag.analysis.gate import COMPARABLE_KINDS, comparable
-    from memdiag.model import load_json
+    from memdiag.model.baseline import load_comparable_document
 
-    data = load_json(path, COMPARABLE_KINDS)
+    data = load_comparable_document(path, COMPARABLE_KINDS)
     try:
         return comparable(data)
     except (KeyError, TypeError, ValueError) as exc:

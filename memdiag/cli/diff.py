@@ -1,14 +1,17 @@
 """memdiag diff: what grew between two snapshots, allocation sites and object types.
 
 \b
-Both files are snapshots written by `memdiag snapshot` (or `memdiag leaks --out`). Sites
-and types that grew are listed largest growth first, with sizes and counts; a site or type
-found in only one snapshot counts as zero in the other.
+Both files are snapshots written by `memdiag snapshot` (or `memdiag leaks --out`), or V8
+heap snapshots (`.heapsnapshot`, with `memdiag[node]`). Sites and types that grew are listed
+largest growth first, with sizes and counts; a site or type found in only one snapshot counts
+as zero in the other. For V8 snapshots also constructors and the largest retainers (matched by
+V8 node id) by the growth of their retained size, each with its path as JavaScript.
 
 \b
 Examples:
   memdiag diff reports/snapshot/before.json reports/snapshot/after.json
   memdiag diff a.json b.json --min-growth 1MB --top 10 --json reports/diff.json
+  memdiag diff before.heapsnapshot after.heapsnapshot
 """
 
 from __future__ import annotations
@@ -51,11 +54,11 @@ from memdiag.units import parse_size
 def command(
     before: str, after: str, min_growth: str | None, top: int, frames: int, json_path: str | None
 ) -> int:
-    from memdiag.analysis.diff import compare_snapshots
-    from memdiag.model import load_snapshot
+    from memdiag.analysis.heapdiff import compare_heap_snapshots
+    from memdiag.measure.node.summary import load_any_snapshot
 
-    old, new = load_snapshot(before), load_snapshot(after)
-    diff = compare_snapshots(old, new, parse_size(min_growth) if min_growth else 0, top)
+    old, new = load_any_snapshot(before), load_any_snapshot(after)
+    diff = compare_heap_snapshots(old, new, parse_size(min_growth) if min_growth else 0, top)
     if json_path == "-":
         from memdiag.model import dumps
 

@@ -24,6 +24,16 @@ Ctrl-C stops at once.
 \b
 --every SECONDS: snapshot a long-running Python target every SECONDS during one call, or
 sample an external command's RSS (-- CMD) every SECONDS for --iterations intervals.
+For a node process (--pid PID, or -- node ...): a V8 heap snapshot every SECONDS through one
+inspector session, objects matched by V8 node id, the owners of the growth named as
+JavaScript paths (docs/node.md).
+
+\b
+--pid PID --every SECONDS: a running CPython process, snapshotted from inside (its
+cooperative agent, sys.remote_exec on 3.14, or with --inject gdb) every SECONDS for
+--iterations intervals, the last one under tracemalloc (its sites, chains and owners); nothing of
+memdiag stays in the process between two snapshots. Ctrl-C stops after the current
+interval and reports, marked partial.
 
 \b
 Exit code 1 when leaks are found, 0 when none (--no-fail: always 0), 2 on bad input.
@@ -34,10 +44,12 @@ Examples:
   memdiag leaks mypkg.jobs:sync --iterations 20 --json reports/leaks.json --markdown leaks.md
   memdiag leaks record-sync --vary seed --iterations 8
   memdiag leaks --every 2 --iterations 30 -- node service.js
+  memdiag leaks --pid 4242 --every 30 --iterations 5
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -50,9 +62,11 @@ from memdiag.cli.common import (
     target_options,
 )
 from memdiag.errors import MemdiagError
+from memdiag.measure.node.inspector import is_node_executable, is_node_name
 from memdiag.units import parse_size
 
 if TYPE_CHECKING:
+    from memdiag.analysis.leaks import LeakSettings
     from memdiag.model import LeakReport
 
 
@@ -125,6 +139,22 @@ if TYPE_CHECKING:
 )
 @click.option("--timeout", type=float, default=None, help="Stop the whole run after SECONDS.")
 @click.option("--no-fail", is_flag=True, help="Exit 0 even when leaks are found.")
+@click.option(
+    "--inject",
+    is_flag=True,
+    help="With --pid: go into a CPython process with no agent through gdb (it stops ~1 s).",
+)
+@click.option(
+    "--pid",
+    type=click.IntRange(1),
+    default=None,
+    help="A running Python or node process instead: a snapshot every --every SECONDS.",
+)
+@click.option(
+    "--verbose",
+    is_flag=True,
+    help="Also print where the time went: calls, snapshots, evidence, analysis (timings).",
+)
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -144,19 +174,31 @@ def command(
     markdown_path: str | None,
     timeout: float | None,
     no_fail: bool,
+    inject: bool,
+    pid: int | None,
+    verbose: bool,
 ) -> int:
     from memdiag.analysis.leaks import LeakSettings, find_leaks
-    from memdiag.measure.tracked import LeakPlan, leak_series
+    from memdiag.measure.python.driver import LeakPlan, leak_series
     from memdiag.render.progress import LeakProgress
     from memdiag.targets import parse_target
 
-    parsed = parse_target(target, external_command(ctx))
-    values = collect_params(params, batch, concurrency)
     settings = LeakSettings(
         warmup=warmup,
         min_growth_bytes=parse_size(min_growth),
         native_min_bytes=parse_size(native_min),
     )
+    argv = external_command(ctx)
+    if pid is not None and not is_node_executable(pid):
+        if target or argv:
+            raise MemdiagError("give either TARGET or --pid, not both")
+        return _pid_leaks(
+            pid, every, iterations, frames, settings, json_path, markdown_path, no_fail, inject
+        )
+    if pid is not None or (every is not None and argv and is_node_name(argv[0])):
+        return _node(pid, None if pid else list(argv), target, every, iterations, settings, ctx)
+    parsed = parse_target(target, argv)
+    values = collect_params(params, batch, concurrency)
     if every is None and iterations < warmup + settings.min_intervals:
         raise MemdiagError(
             f"--iterations {iterations} is too few: {warmup} warm-up calls plus at least "
@@ -183,37 +225,149 @@ def command(
             f"no snapshot taken: {error.type}: {error.message}" if error else "no snapshot taken",
             exit_code=1,
         )
+    begun = time.perf_counter()
     report = find_leaks(series.snapshots, settings, series.evidence, unit=unit)
-    if series.run.error and series.run.status != "timeout" and not series.partial:
+    report.timings = {
+        **{k: round(float(v), 3) for k, v in series.evidence.get("timings", {}).items()},
+        "analysis": round(time.perf_counter() - begun, 3),
+    }
+    failed = bool(series.run.error) and series.run.status != "timeout" and not series.partial
+    if failed and series.run.error:
         report.status, report.error = (
             series.run.status,
             f"{series.run.error.type}: {series.run.error.message}",
         )
-    extra = {"partial": series.partial, "chain_search": series.evidence.get("search")}
-    if series.partial:
-        done = max(len(series.snapshots) - 1, 0)
+    report.notes = [*series.notes, *_busy_note()]
+    done = max(len(series.snapshots) - 1, 0)
+    # A call that raised ends the calls too: the report covers the calls before it.
+    partial = series.partial or (failed and every is None and done < iterations)
+    extra = {"partial": partial, "chain_search": series.evidence.get("search")}
+    if partial:
+        why = "stopped by Ctrl-C" if series.partial else f"{unit} {done + 1} failed"
         click.echo(
-            f"partial: stopped by Ctrl-C after {done} of {iterations} {unit}s; "
+            f"partial: {why} after {done} of {iterations} {unit}s; "
             f"the report covers the {len(series.snapshots)} snapshots taken",
             err=True,
         )
-    _render(report, json_path, markdown_path, extra)
+        extra["stopped_by"] = "interrupt" if series.partial else "error"
+    _render(report, json_path, markdown_path, extra, verbose)
     if no_fail:
         return 0
     return 1 if report.found or report.error else 0
 
 
+def _pid_leaks(
+    pid: int,
+    every: float | None,
+    iterations: int,
+    frames: int,
+    settings: LeakSettings,
+    json_path: str | None,
+    markdown_path: str | None,
+    no_fail: bool,
+    inject: bool,
+) -> int:
+    """`leaks --pid`: the series of the running process, reported as `leaks` reports."""
+    from memdiag.analysis.leaks import find_leaks
+    from memdiag.measure.attach.series import pid_leak_series
+    from memdiag.render.progress import LeakProgress
+
+    seconds = _interval(every, iterations, settings)
+    progress = LeakProgress(iterations, "interval", quiet=False)
+    series = pid_leak_series(pid, seconds, iterations, settings, frames, progress, inject)
+    report = find_leaks(series.snapshots, settings, series.evidence, unit="interval")
+    extra = {"partial": series.partial, "chain_search": series.evidence.get("search"), "pid": pid}
+    if series.partial:
+        click.echo(
+            f"partial: stopped by Ctrl-C after {len(series.snapshots) - 1} of {iterations} "
+            "intervals",
+            err=True,
+        )
+    _render(report, json_path, markdown_path, extra)
+    return 0 if no_fail or not report.found else 1
+
+
+def _interval(every: float | None, iterations: int, settings: LeakSettings) -> float:
+    """Return --every in seconds for a series of snapshots of a running process (a pid, or a
+    node service memdiag starts); a missing --every or too few --iterations is bad input."""
+    if every is None:
+        raise MemdiagError("--pid needs --every SECONDS: the time between two snapshots")
+    if iterations < settings.warmup + settings.min_intervals:
+        raise MemdiagError(
+            f"--iterations {iterations} is too few: {settings.warmup} warm-up intervals plus "
+            f"at least {settings.min_intervals} to see growth "
+            f"(try --iterations {settings.warmup + settings.min_intervals + 1})"
+        )
+    seconds = positive("--every", every)
+    assert seconds is not None  # positive() returns None only for None
+    return seconds
+
+
+def _node(
+    pid: int | None,
+    argv: list[str] | None,
+    target: str | None,
+    every: float | None,
+    iterations: int,
+    settings: LeakSettings,
+    ctx: click.Context,
+) -> int:
+    """`memdiag leaks` of a node process: heap snapshots through its inspector (cli/node.py)."""
+    from memdiag.cli.node import leaks
+
+    if pid is not None and (target or external_command(ctx)):
+        raise MemdiagError("--pid PID takes no TARGET or command")
+    seconds = _interval(every, iterations, settings)
+    if pid is not None:
+        from memdiag.measure.node.inspector import node_process
+
+        node_process(pid)  # a missing pid, another user's or not node: one line, exit 2
+    params = ctx.params
+    report, extra = leaks(pid, argv, seconds, iterations, settings, params["out_dir"])
+    _render(report, params["json_path"], params["markdown_path"], extra)
+    if params["no_fail"]:
+        return 0
+    return 1 if report.found or report.error else 0
+
+
+def _busy_note() -> list[str]:
+    """Say so when other work competed for the cores during the run: a 1-minute load average
+    past the cores plus the job and its copy."""
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    load = os.getloadavg()[0]
+    if load < cores + 2:
+        return []
+    return [
+        f"the machine was busy: load average {load:.1f} on {cores} cores; the calls and the "
+        "snapshot copies competed with other work (timings are high)"
+    ]
+
+
 def _render(
-    report: LeakReport, json_path: str | None, markdown_path: str | None, extra: dict[str, Any]
+    report: LeakReport,
+    json_path: str | None,
+    markdown_path: str | None,
+    extra: dict[str, Any],
+    verbose: bool = False,
 ) -> None:
-    """Print the report; write it as JSON with `extra` (partial, chain_search) and Markdown."""
+    """Print the report (and, `verbose`, its timings); write it as JSON with `extra`
+    (partial, chain_search) and Markdown."""
     from memdiag.render.markdown import LeakMarkdownRenderer
     from memdiag.render.terminal import LeakTerminalRenderer
 
+    begun = time.perf_counter()
     searched = extra.get("chain_search")
+    why = "stopped by Ctrl-C" if extra.get("stopped_by") == "interrupt" else "a call failed"
     if extra.get("partial"):
-        click.echo(f"PARTIAL: {report.snapshots} snapshots, stopped by Ctrl-C")
-    LeakTerminalRenderer().report(report, searched=searched)
+        click.echo(f"PARTIAL: {report.snapshots} snapshots, {why}")
+    terminal = LeakTerminalRenderer()
+    terminal.report(report, searched=searched)
+    if report.timings:
+        report.timings["report"] = round(time.perf_counter() - begun, 3)
+    if verbose:
+        terminal.timings(report)
     if json_path:
         from memdiag.model import write_json_atomic
 
@@ -225,8 +379,6 @@ def _render(
         Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
         text = LeakMarkdownRenderer().report(report, searched=searched)
         if extra.get("partial"):
-            text = text.replace(
-                "# memdiag leaks\n", "# memdiag leaks (partial: stopped by Ctrl-C)\n", 1
-            )
+            text = text.replace("# memdiag leaks\n", f"# memdiag leaks (partial: {why})\n", 1)
         Path(markdown_path).write_text(text)
         click.echo(f"markdown: {markdown_path}")

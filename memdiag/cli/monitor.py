@@ -91,7 +91,7 @@ def command(
     quiet: bool,
 ) -> int:
     from memdiag.analysis.thresholds import check_thresholds
-    from memdiag.measure.monitor_loop import MonitorConfig
+    from memdiag.measure.monitor.loop import MonitorConfig
 
     argv = external_command(ctx)
     if interval <= 0 or duration < 0:
@@ -142,9 +142,9 @@ def _monitor(
     quiet: bool,
 ) -> dict[str, Any]:
     """Run the session; return the summary record and what the plot needs."""
-    from memdiag.measure.monitor_file import SamplesWriter
-    from memdiag.measure.monitor_loop import MonitorSession, start_command, stop_process
-    from memdiag.measure.monitor_sample import MachineWatcher, TreeWatcher, Watcher
+    from memdiag.measure.monitor.file import SamplesWriter
+    from memdiag.measure.monitor.loop import MonitorSession, start_command, stop_process
+    from memdiag.measure.monitor.sample import MachineWatcher, TreeWatcher, Watcher
 
     child = start_command(argv) if argv else None
     try:

@@ -154,7 +154,7 @@ def render_monitor_file(path: str, plot_path: str | None = None) -> int:
     renders too. Returns the exit code: 0 (a bad file raises MemdiagError, exit 2).
     """
     from memdiag.analysis.monitor import summarize_samples
-    from memdiag.measure.monitor_file import read_samples_file
+    from memdiag.measure.monitor.file import read_samples_file
     from memdiag.render.monitor_view import event_lines, summary_lines
 
     record = read_samples_file(path)

@@ -11,6 +11,7 @@ Examples:
   memdiag run mypkg.jobs:sync_players --batch 50 --heap
   memdiag run jobs/sync.py:run --param records=10000 --limit 512MB --timeout 120
   memdiag run --param batch=25 -- node sync.js --batch {batch}
+  memdiag run --heap-limit 256MB -- node jobs/import.js --batch 50
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from memdiag.cli.common import (
     size_option,
     target_options,
 )
+from memdiag.errors import MemdiagError
 
 if TYPE_CHECKING:
     from memdiag.model import Run
@@ -63,6 +65,12 @@ if TYPE_CHECKING:
     help="Stop the job when its RSS passes SIZE (512MB, 1GB), as a container would.",
 )
 @click.option(
+    "--heap-limit",
+    default=None,
+    metavar="SIZE",
+    help="A Node job's V8 heap limit (--max-old-space-size, whole MB): the heap_limit param.",
+)
+@click.option(
     "--json",
     "json_path",
     default=None,
@@ -86,15 +94,20 @@ def command(
     native: bool,
     timeout: float | None,
     limit: str | None,
+    heap_limit: str | None,
     json_path: str | None,
     plot_path: str | None,
     quiet: bool,
 ) -> int:
-    from memdiag.measure.runner import MeasurementInterrupted, RunOptions, measure_run
+    from memdiag.measure.process.runner import MeasurementInterrupted, RunOptions, measure_run
     from memdiag.targets import parse_target
 
     parsed = parse_target(target, external_command(ctx))
     values = collect_params(params, batch, concurrency)
+    if heap_limit is not None:
+        if "heap_limit" in values:
+            raise MemdiagError("heap_limit is given twice (--heap-limit and --param heap_limit)")
+        values["heap_limit"] = size_option(heap_limit) or 0
     options = RunOptions(
         interval=positive("--interval", interval) or 0.1,
         heap=heap,

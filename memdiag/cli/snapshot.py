@@ -12,18 +12,38 @@ with tracemalloc on for the whole call (5-30x slower). --memray also writes a fl
 (HTML) of the allocations alive at the high-water mark.
 
 \b
---pid PID: a process-level view of any process, any language, and its descendants: RSS,
-USS, PSS, swap, and resident memory split into heap, anonymous and file-backed, from /proc.
+--pid PID: a running CPython process is snapshotted from inside, through its cooperative
+agent (memdiag.agent.install()), sys.remote_exec on 3.14, or with --inject through gdb
+(the process stops about a second): live objects by type, GC counts, RSS/USS, and the
+module globals that retain the most, written as code; --trace SECONDS also runs
+tracemalloc there for SECONDS and lists the sites of what that window allocated and still
+holds. Any other process gets a process-level view with its descendants: RSS, USS, PSS,
+swap, and resident memory split into heap, anonymous and file-backed, from /proc.
+
+\b
+Node.js: `-- node job.js` runs the job to its end and takes a V8 heap snapshot there (with
+--at-peak, also near the heap's high-water mark, and that one is summarised; a job that dies
+at V8's heap limit is summarised from the snapshot V8 writes near it); --pid of a node
+process opens its inspector (SIGUSR1, on 127.0.0.1), streams a heap snapshot to disk and
+closes the inspector again. Printed: objects by constructor with retained size, the largest
+retainers with their paths as JavaScript. The process pauses while V8 writes (see
+docs/node.md). The .heapsnapshot is kept with --out FILE.heapsnapshot (or in --out DIR);
+--json writes the summary.
 
 \b
 Examples:
   memdiag snapshot player-sync --param records=2000 --out reports/snap
   memdiag snapshot import --at-phase --frames 12 --memray
-  memdiag snapshot --pid 4242 --json reports/node.json
+  memdiag snapshot --pid 4242 --json reports/proc.json
+  memdiag snapshot --pid 5151 --out reports/service.heapsnapshot --json reports/service.json
+  memdiag snapshot --out reports/job -- node job.js
+  memdiag snapshot --at-peak --out reports/job -- node job.js
+  memdiag snapshot --pid 4242 --trace 10
 """
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import time
@@ -31,14 +51,34 @@ from pathlib import Path
 
 import click
 
-from memdiag.cli.common import TargetCommand, collect_params, external_command, target_options
+from memdiag.cli.common import (
+    TargetCommand,
+    collect_params,
+    external_command,
+    positive,
+    target_options,
+)
 from memdiag.errors import MemdiagError
+from memdiag.measure.node.endsnapshot import is_node_command
+from memdiag.measure.node.inspector import is_node_executable
 from memdiag.model import Snapshot
 
 
 @click.command("snapshot", cls=TargetCommand, help=__doc__)
 @target_options
 @click.option("--pid", type=int, default=None, help="View a running process instead.")
+@click.option(
+    "--inject",
+    is_flag=True,
+    help="With --pid: go into a CPython process with no agent through gdb (it stops ~1 s).",
+)
+@click.option(
+    "--trace",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="With --pid: tracemalloc in the process for SECONDS (sites of what stays).",
+)
 @click.option("--out", "out_dir", default="reports/snapshot", show_default=True, metavar="DIR")
 @click.option(
     "--frames",
@@ -48,6 +88,12 @@ from memdiag.model import Snapshot
     help="Traceback frames kept per allocation site.",
 )
 @click.option("--at-phase", is_flag=True, help="Also snapshot at each probe phase boundary.")
+@click.option(
+    "--at-peak",
+    is_flag=True,
+    help="Node job: summarise a heap snapshot taken near the V8 heap's peak (kept as "
+    "peak.heapsnapshot), not the one at its end.",
+)
 @click.option("--memray", is_flag=True, help="Also write a memray flame graph of the peak.")
 @click.option("--native", is_flag=True, help="With --memray: native frames too.")
 @click.option(
@@ -62,7 +108,7 @@ from memdiag.model import Snapshot
     "json_path",
     default=None,
     metavar="PATH",
-    help="With --pid: write the view as a snapshot JSON file.",
+    help="With --pid or a node job: write the snapshot JSON file.",
 )
 @click.pass_context
 def command(
@@ -72,9 +118,12 @@ def command(
     batch: str | None,
     concurrency: str | None,
     pid: int | None,
+    trace: float | None,
+    inject: bool,
     out_dir: str,
     frames: int,
     at_phase: bool,
+    at_peak: bool,
     memray: bool,
     native: bool,
     top: int,
@@ -86,21 +135,71 @@ def command(
     if pid is not None:
         if target or external_command(ctx):
             raise MemdiagError("give either TARGET or --pid, not both")
-        snap = process_snapshot(pid)
-        renderer.process(snap)
+        if at_peak:
+            raise MemdiagError(
+                "--at-peak is for a node job memdiag starts (-- node job.js): a running "
+                "process is snapshotted as it is now"
+            )
+        keep = out_dir if _given(ctx, "out_dir") else None
+        if is_node_executable(pid) or (keep or "").endswith(".heapsnapshot"):
+            from memdiag.cli.node import snapshot_pid
+
+            return snapshot_pid(pid, keep, top, json_path)
+        from memdiag.measure.attach.gdb import GdbCannotCall
+        from memdiag.measure.attach.series import pid_snapshot
+
+        # The tree as /proc shows it, read before memdiag's agent adds anything to it; a
+        # CPython process adds what is inside it (types, owners, GC) to the same Snapshot.
+        view = process_snapshot(pid)
+        try:
+            inside = pid_snapshot(pid, positive("--trace", trace), frames, inject)
+        except GdbCannotCall as refused:  # the /proc view is still worth having
+            click.echo(f"the /proc view only: {refused}", err=True)
+            inside = None
+        if inside is None and view.processes and _runs_python(pid) and not inject:
+            click.echo(
+                "the /proc view only: add --inject to look inside this Python process "
+                "through gdb, or run memdiag.agent.install() in it (docs/leaks.md)",
+                err=True,
+            )
+        snap = (
+            view
+            if inside is None
+            else dataclasses.replace(
+                inside,
+                rss_bytes=view.rss_bytes,
+                uss_bytes=view.uss_bytes,
+                pss_bytes=view.pss_bytes,
+                swap_bytes=view.swap_bytes,
+                regions=view.regions,
+                processes=view.processes,
+            )
+        )
+        renderer.snapshot(snap, top)
         if json_path:
             from memdiag.model import write_json_atomic
 
             click.echo(f"json: {write_json_atomic(json_path, snap.to_dict())}")
         return 0
     from memdiag.analysis.diff import compare_snapshots
-    from memdiag.measure.tracked import snapshot_target
+    from memdiag.measure.python.driver import snapshot_target
     from memdiag.targets import parse_target
 
     parsed = parse_target(target, external_command(ctx))
     values = collect_params(params, batch, concurrency)
+    if parsed.argv and is_node_command(list(parsed.argv)):
+        from memdiag.cli.node import snapshot_job
+        from memdiag.targets import fill_command
+
+        return snapshot_job(fill_command(parsed.argv, values), out_dir, top, json_path, at_peak)
+    if at_peak:
+        raise MemdiagError(
+            "--at-peak is for a node job; a Python target's after.json always has at_peak"
+        )
     memray_path = str(Path(out_dir) / "capture.memray") if memray else None
     series = snapshot_target(parsed, values, out_dir, frames, at_phase, memray_path, native)
+    for note in series.notes:
+        click.echo(f"note: {note}", err=True)
     if series.run.error:
         click.echo(
             f"the target failed: {series.run.error.type}: {series.run.error.message}", err=True
@@ -119,9 +218,19 @@ def command(
     return 0 if series.run.ok else 1
 
 
+def _given(ctx: click.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+
+
+def _runs_python(pid: int) -> bool:
+    from memdiag.measure.attach.target import inspect_process
+
+    return inspect_process(pid).python is not None
+
+
 def process_snapshot(pid: int) -> Snapshot:
     """Return the /proc view of `pid` and its descendants as a Snapshot (no Python sections)."""
-    from memdiag.measure.procview import tree_pids, tree_view
+    from memdiag.measure.process.procview import tree_pids, tree_view
 
     pids = tree_pids(pid)
     if not pids:

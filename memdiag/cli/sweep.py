@@ -16,6 +16,13 @@ ties, won by the lower peak. Numeric input-size axes (records, items, ...) get a
 peak = a + b·size, a verdict (constant or grows), and per budget the largest input that fits.
 
 \b
+From 4 sizes, each configuration's memory is fitted with a line, n·log n, a power law, a
+curve that levels off and a constant, and the model that best predicts the sizes it did
+not see is chosen; time at --at is predicted from its own fit. --sizes auto (with --at)
+measures further sizes itself, doubling toward --at under --limit = the largest budget,
+until the prediction there is settled or the next size would not fit.
+
+\b
 --batch auto (or --param NAME=auto[:START], up to --max NAME=VALUE) searches, per budget,
 the largest value that fits, in runs under a limit of headroom × budget: doubling, then
 bisecting where the fit points. --confirm runs each decision once at the decision size
@@ -33,8 +40,11 @@ Examples:
   memdiag sweep import --param variant=accumulate,stream --param records=5000,20000,50000 \\
       --batch 50,200 --repeat 2 --at records=220000 --confirm
   memdiag sweep import --param variant=stream --batch auto --max batch=4000
+  memdiag sweep import --param variant=stream --at records=220000 --sizes auto
   memdiag sweep jobs/sync.py:run --batch 25,50 --budget 512MB,1GB --limit 1GB --timeout 300
   memdiag sweep --batch 10,50,100 -- node sync.js --batch {batch}
+  memdiag sweep --batch 25,50,100 --heap-limit 128MB,256MB --budget 512MB,1GB \\
+      -- node jobs/import.js --batch {batch}
   memdiag sweep import --batch 10,25,50,100 --resume --jobs 2
   memdiag sweep import --batch 10,25,50,100 --cluster tcp://10.0.0.5:8786
 """
@@ -63,13 +73,19 @@ from memdiag.params import index_of
 from memdiag.targets import Target
 
 if TYPE_CHECKING:
-    from memdiag.measure.sweep import SweepRunner
+    from memdiag.measure.sweep.roles import SweepRunner
 
 
 @click.command("sweep", cls=TargetCommand, help=__doc__)
 @click.argument("target", required=False)
 @click.option("--batch", default=None, metavar="N,N,...", help="Batch sizes: the batch axis.")
 @click.option("--concurrency", default=None, metavar="N,N,...", help="Concurrency levels: an axis.")
+@click.option(
+    "--heap-limit",
+    default=None,
+    metavar="SIZE,SIZE,...",
+    help="A Node job's V8 heap limits (--max-old-space-size): the heap_limit axis.",
+)
 @click.option(
     "--param",
     "-p",
@@ -109,6 +125,13 @@ if TYPE_CHECKING:
     help="Stop an auto search at VALUE (default 65536).",
 )
 @click.option(
+    "--sizes",
+    default=None,
+    metavar="auto",
+    help="With --at: measure further sizes of its axis, doubling toward it, until the "
+    "prediction there is settled (starts from the sizes given, or --at/64 and --at/32).",
+)
+@click.option(
     "--confirm",
     is_flag=True,
     help="Run each decision once at the decision size under --limit = its budget.",
@@ -117,8 +140,9 @@ if TYPE_CHECKING:
 @click.pass_context
 def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
     from memdiag.analysis.sweep import analyse_sweep
-    from memdiag.measure.runner import RunOptions
-    from memdiag.measure.sweep import default_name, expand, open_runner, pending_runs
+    from memdiag.measure.process.runner import RunOptions
+    from memdiag.measure.sweep.executor import open_runner
+    from memdiag.measure.sweep.grid import default_name, expand, pending_runs
     from memdiag.render.report import save_results, write_report
     from memdiag.render.terminal import TerminalRenderer
     from memdiag.targets import parse_target
@@ -128,6 +152,8 @@ def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
     out = Path(options["out"] or Path("reports") / default_name(parsed))
     sweep = _resume(sweep, out) if options["resume"] else sweep
     grid = {} if sweep.auto else sweep.axes
+    if sweep.sizes_auto:  # the sizes added are measured by _grow, under its limit
+        grid = {**sweep.axes, sweep.sizes_auto["axis"]: sweep.sizes_auto["given"]}
     todo = [] if sweep.auto else pending_runs(expand(grid, sweep.base), sweep.runs, sweep.repeat)
     run_options = RunOptions(
         interval=positive("--interval", options["interval"]) or 0.1,
@@ -149,6 +175,7 @@ def command(ctx: click.Context, /, target: str | None, **options: Any) -> int:
     try:
         with open_runner(sweep.cluster, parsed) as execute:
             _measure(execute, parsed, [(todo, run_options)], save, sweep.jobs, options["quiet"])
+            _grow(execute, parsed, sweep, run_options, save, options["quiet"])
             _search(execute, parsed, sweep, run_options, save, options["quiet"])
             _confirm(execute, parsed, sweep, run_options, save_confirmation, options["quiet"])
     except KeyboardInterrupt:
@@ -197,6 +224,35 @@ def _search(
         _measure(execute, target, _by_limit(probes, run_options), on_run, sweep.jobs, quiet)
 
 
+def _grow(
+    execute: SweepRunner,
+    target: Target,
+    sweep: Sweep,
+    run_options: Any,
+    on_run: Callable[[Run], None],
+    quiet: bool,
+) -> None:
+    """`--sizes auto`: measure the next size of the `--at` axis until none is needed, each
+    run under a limit of the largest budget (or --limit when lower)."""
+    from memdiag.analysis.sizes import next_size
+    from memdiag.analysis.sweep import analyse_sweep
+    from memdiag.measure.sweep.grid import expand, pending_runs
+
+    if not sweep.sizes_auto:
+        return
+    axis = sweep.sizes_auto["axis"]
+    ceiling = max(sweep.budgets_bytes)
+    limit = min(ceiling, run_options.limit_bytes or ceiling)
+    limited = dataclasses.replace(run_options, limit_bytes=limit)
+    while True:
+        todo = pending_runs(expand(sweep.axes, sweep.base), sweep.runs, sweep.repeat)
+        _measure(execute, target, [(todo, limited)], on_run, sweep.jobs, quiet)
+        size, _ = next_size(analyse_sweep(sweep))
+        if size is None:
+            return
+        sweep.axes[axis] = sorted([*sweep.axes[axis], size])
+
+
 def _confirm(
     execute: SweepRunner,
     target: Target,
@@ -230,8 +286,8 @@ def _plan(target: Target, options: dict[str, Any]) -> Sweep:
     from memdiag.analysis.matrix import match_reference
     from memdiag.analysis.scaling import size_axes
     from memdiag.cli.auto import auto_axes, check_numeric, parse_max, split_auto
-    from memdiag.measure.env import collect_env
-    from memdiag.measure.sweep import build_axes
+    from memdiag.measure.process.env import collect_env
+    from memdiag.measure.sweep.grid import build_axes
 
     params, batch, concurrency, starts = split_auto(
         options["params"], options["batch"], options["concurrency"]
@@ -244,10 +300,17 @@ def _plan(target: Target, options: dict[str, Any]) -> Sweep:
         if name in axes or name in base:
             raise MemdiagError(f"{name} is given twice (auto and a value)")
     axes = {**auto_axes(auto), **axes}
+    if options["heap_limit"] is not None:
+        limits = _heap_limits(target, options["heap_limit"], {**axes, **base})
+        if len(limits) > 1:
+            axes["heap_limit"] = list(limits)
+        else:
+            base["heap_limit"] = limits[0]
     for name in ("repeat", "jobs"):
         if options[name] < 1:
             raise MemdiagError(f"--{name} must be at least 1, got {options[name]}")
     reference = parse_reference(options["reference"])
+    sizes_auto = _sizes_auto(options, axes, base)
     predict = parse_predict(options["predict"], size_axes(axes, options["size_axis"]))
     if predict and auto:
         raise MemdiagError(
@@ -255,7 +318,7 @@ def _plan(target: Target, options: dict[str, Any]) -> Sweep:
             "--param (e.g. records=220000) instead"
         )
     if options["cluster"]:
-        from memdiag.measure.cluster import parse_cluster
+        from memdiag.measure.sweep.cluster import parse_cluster
 
         parse_cluster(options["cluster"])  # a malformed address fails before any work
     return Sweep(
@@ -273,10 +336,58 @@ def _plan(target: Target, options: dict[str, Any]) -> Sweep:
         size_axes=list(options["size_axis"]),
         auto=auto,
         confirm=options["confirm"],
+        sizes_auto=sizes_auto,
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
         env=collect_env(),
         cluster=options["cluster"] or None,
     )
+
+
+def _sizes_auto(
+    options: dict[str, Any], axes: dict[str, list[Any]], base: dict[str, Any]
+) -> dict[str, Any]:
+    """`--sizes auto`: make the `--at` axis an axis of the sizes given (one given: it and its
+    double; none: --at/64 and --at/32); return {"axis", "given"}, or {} without the option."""
+    from memdiag.analysis.sizes import first_sizes
+    from memdiag.units import parse_param, parse_value
+
+    if options["sizes"] is None:
+        return {}
+    if options["sizes"] != "auto":
+        raise MemdiagError(f"--sizes: only 'auto' is known, got {options['sizes']!r}")
+    if len(options["predict"]) != 1:
+        raise MemdiagError("--sizes auto needs one --at AXIS=VALUE to measure toward")
+    name, raw = parse_param(options["predict"][0])
+    at = parse_value(raw)
+    if isinstance(at, bool) or not isinstance(at, int | float) or at <= 0:
+        raise MemdiagError(f"--at {name}: {raw!r} is not a positive number")
+    if name not in axes:
+        if name in base:
+            value = base.pop(name)
+            axes[name] = [value, 2 * value]
+        else:
+            axes[name] = first_sizes(at)
+    return {"axis": name, "given": list(axes[name])}
+
+
+def _heap_limits(target: Target, text: str, given: dict[str, Any]) -> list[int]:
+    """Return the --heap-limit sizes in bytes, each a whole number of MB, none repeated."""
+    from memdiag.measure.node.inject import heap_limit_mb
+    from memdiag.units import parse_size
+
+    if target.is_python:
+        raise MemdiagError("--heap-limit applies to Node jobs (a command after --)")
+    if "heap_limit" in given:
+        raise MemdiagError("heap_limit is given twice (--heap-limit and --param heap_limit)")
+    items = [item.strip() for item in text.split(",")]
+    if any(not item for item in items):
+        raise MemdiagError(f"--heap-limit: empty value in {text!r} (give a comma-separated list)")
+    limits = [parse_size(item) for item in items]
+    for limit in limits:
+        heap_limit_mb(limit)
+    if len(set(limits)) < len(limits):
+        raise MemdiagError(f"--heap-limit: a size is listed twice in {text!r}")
+    return sorted(limits)
 
 
 def _resume(plan: Sweep, out: Path) -> Sweep:
@@ -288,13 +399,15 @@ def _resume(plan: Sweep, out: Path) -> Sweep:
         click.echo(f"nothing to resume in {out}; starting the sweep", err=True)
         return plan
     saved = load_sweep(path)
-    grid = {k: v for k, v in plan.axes.items() if k not in plan.auto}
-    saved_grid = {k: v for k, v in saved.axes.items() if k not in plan.auto}
+    grown = [plan.sizes_auto["axis"]] if plan.sizes_auto else []
+    grid = {k: v for k, v in plan.axes.items() if k not in plan.auto and k not in grown}
+    saved_grid = {k: v for k, v in saved.axes.items() if k not in plan.auto and k not in grown}
     for what, mine, theirs in (
         ("target", plan.target, saved.target),
         ("axes", grid, saved_grid),
         ("fixed params", plan.base, saved.base),
         ("search", plan.auto, saved.auto),
+        ("--sizes auto", plan.sizes_auto, saved.sizes_auto),
     ):
         if mine != theirs:
             raise MemdiagError(
@@ -303,7 +416,7 @@ def _resume(plan: Sweep, out: Path) -> Sweep:
             )
     plan.runs = list(saved.runs)
     plan.confirm_runs = list(saved.confirm_runs)
-    for name in plan.auto:
+    for name in [*plan.auto, *grown]:
         plan.axes[name] = list(saved.axes.get(name, []))
     plan.started_at = saved.started_at or plan.started_at
     return plan

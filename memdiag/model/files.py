@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from memdiag.errors import MemdiagError
+from memdiag.versions import SCHEMA_VERSION as SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
 Model = TypeVar("Model")
 # Kinds whose format has moved on, with every version still read (the newest is written).
 KIND_VERSIONS: dict[str, tuple[int, ...]] = {"sweep": (1, 2)}
@@ -81,11 +81,16 @@ def load_model(
 ) -> Model:
     """Return the model `build` makes of the `kind` file at `path`.
 
-    A file of another kind or version is refused by `load_json`; one that `build` cannot
-    read (raising one of `damaged`) is a MemdiagError naming the file as damaged.
+    A file of another kind or version is refused by `load_json`; a field that does not fit
+    (SchemaError, see schema.py) is a MemdiagError naming the file and the field, and one
+    that `build` cannot read otherwise (one of `damaged`) names the file as damaged.
     """
+    from memdiag.model.schema import SchemaError
+
     data = load_json(path, (kind,))
     try:
         return build(data)
+    except SchemaError as exc:
+        raise MemdiagError(f"{path}: {exc}") from None
     except damaged as exc:
         raise MemdiagError(f"{path}: damaged {kind} file ({exc})") from None

@@ -7,12 +7,24 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from memdiag.model.files import SCHEMA_VERSION, load_model
+from memdiag.model.schema import Shape, build
 
 Verdict = Literal["ok", "improved", "within noise", "regressed", "failed", "over limit"]
 FAILING: tuple[Verdict, ...] = ("regressed", "failed", "over limit")
+
+
+@dataclass(frozen=True)
+class ConfigRef:
+    """A configuration found on one side only: its target and parameters."""
+
+    target: str
+    params: dict[str, Any]
+
+
+ConfigRefDict = Annotated[dict[str, Any], Shape(ConfigRef)]
 
 
 @dataclass(frozen=True)
@@ -36,8 +48,8 @@ class GateResult:
     tolerance: float
     max_peak: int | None
     rows: list[GateRow] = field(default_factory=list)
-    only_in_baseline: list[dict[str, Any]] = field(default_factory=list)
-    only_in_current: list[dict[str, Any]] = field(default_factory=list)
+    only_in_baseline: list[ConfigRefDict] = field(default_factory=list)
+    only_in_current: list[ConfigRefDict] = field(default_factory=list)
 
     @property
     def failed(self) -> list[GateRow]:
@@ -50,10 +62,8 @@ class GateResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GateResult:
-        """Build a GateResult from its JSON form."""
-        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        values["rows"] = [GateRow(**row) for row in values.get("rows", [])]
-        return cls(**values)
+        """Build a GateResult from its JSON form, every field checked."""
+        return build(cls, data)
 
 
 def load_gate_result(path: str | os.PathLike[str]) -> GateResult:

@@ -7,9 +7,45 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from memdiag.model.files import SCHEMA_VERSION, load_model
+from memdiag.model.schema import Frames, Shape, build
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One step of a chain from a root to a leaking object: how it is reached, its type."""
+
+    via: str
+    type: str
+    items: int | None = None
+
+
+@dataclass(frozen=True)
+class Chain:
+    """What keeps a leaking object alive: a root, the chain as code, and its steps."""
+
+    root: str
+    expression: str
+    hops: list[Hop]
+    where: str | None = None
+    found_by: str | None = None
+    png: str | None = None
+
+
+@dataclass(frozen=True)
+class TypeCount:
+    """A type in an owner's path or largest types: how many objects (and their bytes)."""
+
+    type: str
+    count: int
+    size_bytes: int | None = None
+
+
+# The chain as saved (a dict, as the renderers read it), checked against Chain on load.
+ChainDict = Annotated[dict[str, Any] | None, Shape(Chain)]
+TypeCountDict = Annotated[dict[str, Any], Shape(TypeCount)]
 
 
 @dataclass
@@ -17,7 +53,7 @@ class SiteLeak:
     """An allocation line whose live memory grows call after call."""
 
     site: str
-    traceback: list[list[Any]]
+    traceback: Frames
     bytes_per_iteration: float
     objects_per_iteration: float
     size_bytes: int
@@ -25,7 +61,7 @@ class SiteLeak:
     grew: int
     intervals: int
     type: str | None = None
-    chain: dict[str, Any] | None = None
+    chain: ChainDict = None
 
 
 @dataclass
@@ -40,7 +76,7 @@ class TypeLeak:
     grew: int
     intervals: int
     site: str | None = None
-    chain: dict[str, Any] | None = None
+    chain: ChainDict = None
 
 
 @dataclass
@@ -51,7 +87,10 @@ class Owner:
     `expression` is the chain from a root to the owner, as code; `path` the types from the
     owner down to a leaking object, each with how many of them one call added under it;
     `largest_types` the types holding most of what it retains; `in_place` when the owner
-    itself grew (a buffer), its growth then from its type's series.
+    itself grew (a buffer), its growth then from its type's series. `table_site`: where the
+    traced call grew the owner's own table (a list's items, a dict's keys), `stored_site`:
+    where the first new object it holds directly was made; each a traceback, oldest frame
+    first, or None: the lines a user changes (the `subscribe(...)` call).
     """
 
     expression: str
@@ -61,10 +100,20 @@ class Owner:
     retained_objects_per_iteration: int
     share: float
     groups: list[str] = field(default_factory=list)
-    path: list[dict[str, Any]] = field(default_factory=list)
-    largest_types: list[dict[str, Any]] = field(default_factory=list)
+    path: list[TypeCountDict] = field(default_factory=list)
+    largest_types: list[TypeCountDict] = field(default_factory=list)
     in_place: bool = False
     truncated: bool = False
+    table_site: list[list[Any]] | None = None
+    stored_site: list[list[Any]] | None = None
+    # How much the owner's own size (a set's or dict's table) grew per iteration, over the
+    # snapshots: part of `retained_bytes_per_iteration`, 0 when it did not grow.
+    table_bytes_per_iteration: float = 0.0
+    # Node.js owners: the V8 node id, the path of one object added under the owner, and the
+    # closures on both paths with their script lines (`onProgress job.js:11`).
+    node_id: int | None = None
+    sample: str | None = None
+    closures: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -101,8 +150,21 @@ class LeakReport:
     # When the traced call was traced in slices: the share of its small allocations traced,
     # by which the sites' sizes and counts were scaled up. None when traced whole.
     traced_share: float | None = None
+    # Why the traced call ran traced whole past the time it would have gone to slices
+    # (allocators slicing cannot switch: PYTHONMALLOC=debug, -X dev, another tool's hooks).
+    traced_whole: str | None = None
+    # What memdiag changed in the job's environment, and why.
+    notes: list[str] = field(default_factory=list)
     status: str = "ok"
     error: str | None = None
+    # "v8" for a Node.js process: the heap is V8's (snapshots through its inspector), `pid`.
+    heap_basis: str | None = None
+    pid: int | None = None
+    # The heap's own growth per iteration (least-squares slope), which the owners share out.
+    heap_bytes_per_iteration: float | None = None
+    # Seconds per stage of the run (docs/leaks.md, "Where the time goes"): the child's calls,
+    # snapshot pauses and copies, the evidence; memdiag's own analysis and report.
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def found(self) -> bool:
@@ -121,14 +183,9 @@ class LeakReport:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LeakReport:
-        """Build a LeakReport from its JSON form (extra fields such as `partial` are left out)."""
-        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        values["sites"] = [SiteLeak(**s) for s in values.get("sites", [])]
-        values["types"] = [TypeLeak(**t) for t in values.get("types", [])]
-        values["owners"] = [Owner(**o) for o in values.get("owners", [])]
-        native = values.get("native")
-        values["native"] = NativeGrowth(**native) if native else None
-        return cls(**values)
+        """Build a LeakReport from its JSON form, every field checked (extra fields such as
+        `partial` are left out)."""
+        return build(cls, data)
 
 
 def load_leak_report(path: str | os.PathLike[str]) -> LeakReport:

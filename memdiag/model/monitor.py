@@ -1,13 +1,45 @@
 """What a monitor saw, summarised: the `summary` line of a monitor's samples.jsonl.
 
 The samples file itself (header, samples, events, summary) is read by
-measure/monitor_file.py; this is the summary's shape, in bytes, seconds and percent.
+measure/monitor/file.py; this is the summary's shape, in bytes, seconds and percent.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
+
+from memdiag.model.schema import build
+
+
+@dataclass(frozen=True)
+class MonitorHeader:
+    """The first line of samples.jsonl: what was followed, the thresholds (%) and the limit."""
+
+    target: str = "?"
+    warn: float = 75.0
+    critical: float = 85.0
+    limit_bytes: int | None = None
+    interval_s: float | None = None
+
+
+@dataclass(frozen=True)
+class MonitorEvent:
+    """An event line of samples.jsonl: a threshold crossed (or a GC run) at `t_s`."""
+
+    t_s: float
+    event: str
+    percent: float
+    level: str | None = None
+
+
+@dataclass(frozen=True)
+class MonitorEnd:
+    """What the summary line of samples.jsonl says of the end: how and with which code."""
+
+    ended: str = "unknown"
+    exit_code: int | None = None
+
 
 # The trend's verdict (analysis/trend.py decides it).
 Verdict = Literal["stable", "growing", "sawtooth", "unknown"]
@@ -46,4 +78,4 @@ class MonitorSummary:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MonitorSummary:
         """Build a MonitorSummary from its JSON form (other fields, such as `ended`, left out)."""
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        return build(cls, data)

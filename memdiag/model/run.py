@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from memdiag.model.files import SCHEMA_VERSION, load_model
+from memdiag.model.schema import build
+from memdiag.model.v8 import V8Stats
 
 Status = Literal["ok", "error", "oom", "timeout", "killed"]
 STATUSES: tuple[Status, ...] = ("ok", "error", "oom", "timeout", "killed")
@@ -16,10 +18,22 @@ STATUSES: tuple[Status, ...] = ("ok", "error", "oom", "timeout", "killed")
 class Sample:
     """One point of a timeline: seconds since start, tree RSS, Python heap, current phase."""
 
+    # Saved as a row [t_s, rss_bytes, heap_bytes, phase], not an object.
+    JSON_ROW: ClassVar[bool] = True
     t_s: float
     rss_bytes: int
     heap_bytes: int | None = None
     phase: str | None = None
+    # Node jobs: V8's heap total and external memory (heap_bytes is then V8's heap used).
+    heap_total_bytes: int | None = None
+    external_bytes: int | None = None
+
+    def row(self) -> list[Any]:
+        """Return the JSON row: [t_s, rss, heap, phase], then V8's two figures when known."""
+        row: list[Any] = [self.t_s, self.rss_bytes, self.heap_bytes, self.phase]
+        if self.heap_total_bytes is not None or self.external_bytes is not None:
+            row += [self.heap_total_bytes, self.external_bytes]
+        return row
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,17 @@ class Run:
     # With heap tracking: what was live at the heap's peak, by the job's line, largest
     # first ([{site, traceback, size_bytes, count}], from memray's high-water-mark records).
     at_peak: list[dict[str, Any]] = field(default_factory=list)
+    # A Node job's V8 figures (absent when no Node process reported), and how an `oom` run
+    # ran out: "heap-limit" (V8's), "limit" (memdiag's --limit), "kernel" (the OOM killer).
+    v8: V8Stats | None = None
+    oom_kind: str | None = None
+    # Set when memdiag itself could not measure the run (its worker was lost, its own code
+    # raised), after one retry: why, in one line. Such a run (status "error") is no verdict
+    # about the job: searches and confirmations treat it as not measured, never as over budget.
+    infrastructure: str | None = None
+    # True when no process's smaps_rollup could be read: the tree's sampled memory (and the
+    # --limit check) is its RSS sum, shared pages counted in every process that maps them.
+    pss_unreadable: bool = False
 
     @property
     def ok(self) -> bool:
@@ -79,20 +104,16 @@ class Run:
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form, with `schema_version` and `kind` first."""
         data = asdict(self)
-        data["timeline"] = [[s.t_s, s.rss_bytes, s.heap_bytes, s.phase] for s in self.timeline]
+        data["timeline"] = [s.row() for s in self.timeline]
+        for name in ("v8", "oom_kind"):
+            if data[name] is None:
+                del data[name]
         return {"schema_version": SCHEMA_VERSION, "kind": "run", **data}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Run:
-        """Build a Run from its JSON form (checked by `load_json` beforehand)."""
-        values = {k: v for k, v in data.items() if k not in ("schema_version", "kind")}
-        values["timeline"] = [Sample(*row) for row in values.get("timeline", [])]
-        if values.get("gc") is not None:
-            values["gc"] = GcStats(**values["gc"])
-        if values.get("error") is not None:
-            values["error"] = RunError(**values["error"])
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in values.items() if k in known})
+        """Build a Run from its JSON form, every field checked (SchemaError when one is bad)."""
+        return build(cls, data)
 
 
 def load_run(path: str | os.PathLike[str]) -> Run:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from memdiag.model.files import SCHEMA_VERSION, load_model
+from memdiag.model.schema import Frames, build
 
 
 @dataclass(frozen=True)
@@ -14,12 +15,16 @@ class SiteStat:
     """The memory allocated at one line and still alive (as tracemalloc's `Statistic`).
 
     `traceback` is [[filename, lineno], ...] from the oldest frame to the allocating line;
-    `count` is the number of live memory blocks allocated there.
+    `count` is the number of live memory blocks allocated there; `small_bytes` and
+    `small_count` the part of them in blocks of at most 512 bytes (pymalloc's, which a call
+    traced in slices samples; larger blocks are traced whole), None when not told apart.
     """
 
-    traceback: list[list[Any]]
+    traceback: Frames
     size_bytes: int
     count: int
+    small_bytes: int | None = None
+    small_count: int | None = None
 
     @property
     def key(self) -> str:
@@ -47,7 +52,7 @@ class PeakSite:
     """
 
     site: str
-    traceback: list[list[Any]]
+    traceback: Frames
     size_bytes: int
     count: int
 
@@ -80,6 +85,8 @@ class Snapshot:
     # After `memdiag leaks`'s traced call: the share of its time traced when tracing went to
     # slices (its sites are then a sample); None when traced whole.
     traced_share: float | None = None
+    # After it: why it ran traced whole past that time (allocators that cannot be switched).
+    traced_whole: str | None = None
     gc_counts: list[int] = field(default_factory=list)
     gc_collections: list[int] = field(default_factory=list)
     regions: dict[str, int] = field(default_factory=dict)
@@ -90,6 +97,18 @@ class Snapshot:
     # (memray) and what was live there, largest first.
     peak_heap_bytes: int | None = None
     at_peak: list[PeakSite] = field(default_factory=list)
+    # A V8 heap snapshot (`heap_basis` "v8", `types` by constructor with self sizes): the
+    # constructors with retained sizes, the largest retainers with their paths as code, the
+    # node count and the .heapsnapshot it was read from (docs/json.md).
+    constructors: list[dict[str, Any]] = field(default_factory=list)
+    retainers: list[dict[str, Any]] = field(default_factory=list)
+    heap_nodes: int | None = None
+    heapsnapshot: str | None = None
+    # Of a running process (`--pid`, inside it): the module globals retaining the most,
+    # largest first, each {expression, root, type, retained_bytes, retained_objects,
+    # largest_types}; and how memdiag got in ({via, pause_s, python, trace_s}).
+    owners: list[dict[str, Any]] = field(default_factory=list)
+    attached: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form, with `schema_version` and `kind: "snapshot"` first."""
@@ -97,19 +116,15 @@ class Snapshot:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Snapshot:
-        """Build a Snapshot from its JSON form (checked by `load_json` beforehand)."""
-        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        values["sites"] = [SiteStat(**s) for s in values.get("sites", [])]
-        values["types"] = [TypeStat(**t) for t in values.get("types", [])]
-        values["at_peak"] = [PeakSite(**p) for p in values.get("at_peak", [])]
-        return cls(**values)
+        """Build a Snapshot from its JSON form, every field checked."""
+        return build(cls, data)
 
 
 @dataclass(frozen=True)
 class SiteDiff:
     """One allocation site between two snapshots (as tracemalloc's `StatisticDiff`)."""
 
-    traceback: list[list[Any]]
+    traceback: Frames
     size_bytes: int
     size_diff_bytes: int
     count: int
@@ -144,6 +159,9 @@ class SnapshotDiff:
     heap_diff_bytes: int | None
     sites: list[SiteDiff] = field(default_factory=list)
     types: list[TypeDiff] = field(default_factory=list)
+    # V8 snapshots: constructors by retained growth and retainers matched by V8 node id.
+    constructors: list[dict[str, Any]] = field(default_factory=list)
+    retainers: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form (`kind: "snapshot-diff"`)."""
@@ -151,10 +169,8 @@ class SnapshotDiff:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SnapshotDiff:
-        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        values["sites"] = [SiteDiff(**s) for s in values.get("sites", [])]
-        values["types"] = [TypeDiff(**t) for t in values.get("types", [])]
-        return cls(**values)
+        """Build a SnapshotDiff from its JSON form, every field checked."""
+        return build(cls, data)
 
 
 def load_snapshot(path: str | os.PathLike[str]) -> Snapshot:

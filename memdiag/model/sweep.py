@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from memdiag.model.files import KIND_VERSIONS, load_model
 from memdiag.model.run import Run, Status
+from memdiag.model.schema import SchemaError, build
 from memdiag.params import index_of
 
 # The tuning knobs a job runs with (positive counts), as opposed to its input size.
@@ -43,6 +44,8 @@ class ConfigSummary:
     error: str | None = None
     peak_heap_bytes: int | None = None
     peak_heap_spread: list[int] | None = None
+    # Node jobs: the median share of the wall time V8 spent in GC pauses (see V8Stats).
+    gc_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -75,21 +78,41 @@ class MatrixRow:
     capacity: dict[str, Any] | None = None
     # Why this config and not a faster one ("tie within noise: ..."), or a capacity warning.
     note: str | None = None
-    # With --confirm: {"status": "confirmed"|"refuted"|"pending", "params", "run_status",
-    # "peak_rss_bytes", "limit_bytes"}; `refuted` lists the candidates that failed before it.
+    # With --confirm: {"status": "confirmed"|"refuted"|"pending"|"unmeasured", "params",
+    # "run_status", "peak_rss_bytes", "limit_bytes"} (+ "reason" when unmeasured: memdiag
+    # could not run it); `refuted` lists the candidates that failed before it.
     confirmation: dict[str, Any] | None = None
     refuted: list[dict[str, Any]] = field(default_factory=list)
+    # "measured" (wall and records/s at `at`, or at the largest size measured without --at)
+    # or "predicted" (from the configuration's fit of wall time against the size).
+    speed_basis: str | None = None
+    # False when the chosen configuration's prediction is not firm (see Prediction).
+    firm: bool | None = None
+    # Node jobs: the chosen configuration's GC time share (median; above GC_SHARE_HIGH it is
+    # flagged: it fits, but spends that much of its time collecting near its heap limit).
+    gc_share: float | None = None
 
 
 @dataclass(frozen=True)
 class ScalingFit:
-    """peak = intercept + bytes_per_unit × size along `axis`, the other params fixed.
+    """How peak memory grows along `axis`, the other params fixed: the line through the
+    points, and the model chosen among the candidates (analysis/curves.py).
 
-    `points` are [size, median peak]; `r2` and the slope's interval (`slope_low`, `slope_high`,
-    bytes per unit) need 3 sizes and are None with 2. `repeat_sd_bytes` is the repeats' own
-    spread; `peak_max_bytes` the highest median measured and `worst_bytes` the highest repeat.
-    `band` holds [size, peak, low, high] from the smallest size out to the prediction size,
-    for the capacity plot.
+    `points` are [size, median peak]; the line is intercept + bytes_per_unit × size; `r2` and
+    the slope's interval (`slope_low`, `slope_high`, bytes per unit) need 3 sizes and are None
+    with 2. `repeat_sd_bytes` is the repeats' own spread; `peak_max_bytes` the highest median
+    measured and `worst_bytes` the highest repeat. `band` holds [size, peak, low, high] from
+    the smallest size out to the prediction size, for the capacity plot.
+
+    `model` is the model chosen (`constant`, `linear`, `nlogn`, `saturating`, `power`; empty in
+    files written before models: then the verdict's line or constant), `model_params` its
+    parameters, `models` every candidate with its leave-one-out error and whether it is
+    plausible (4 sizes or more), `curvature` the curvature test on the line's residuals
+    (`curvature_f` its F), `pessimistic` True when curvature was found and no model is
+    clearly better (budgets then check the most pessimistic plausible one).
+    `doubling_factor` is the chosen model's memory at twice the largest size over the memory
+    there; `plateau_bytes` where a saturating model levels off. `wall_points` are [size,
+    median wall seconds] and `wall_model` the model chosen for them (time at `--at`).
     """
 
     axis: str
@@ -108,6 +131,16 @@ class ScalingFit:
     peak_max_bytes: int = 0
     worst_bytes: int = 0
     band: list[list[float]] = field(default_factory=list)
+    model: str = ""
+    model_params: dict[str, float] = field(default_factory=dict)
+    models: list[dict[str, Any]] = field(default_factory=list)
+    curvature: bool | None = None
+    curvature_f: float | None = None
+    pessimistic: bool = False
+    doubling_factor: float | None = None
+    plateau_bytes: int | None = None
+    wall_points: list[list[float]] = field(default_factory=list)
+    wall_model: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -129,8 +162,12 @@ class Prediction:
     """A fit's predicted peak at `value` of `axis`, its interval, and the budgets it fits in.
 
     `fits_budgets` checks the interval's upper end (`peak_high_bytes`) against headroom ×
-    budget. `firm` is False with 2 sizes or beyond 10× the largest size measured, and
-    `warning` then says why and how many more sizes would make it firm.
+    budget. `firm` is False with 2 sizes, with 3 sizes of growing memory (a curve cannot be
+    told from a line), when memory curves and no model is clearly better, or beyond 10× the
+    largest size measured; `warning` then says why and how many more sizes would make it firm.
+    `model` is the fit's model; `settled` is True when more sizes would not change the answer
+    (interval within 15% of the budget it decides, or the plausible models agree): what
+    `--sizes auto` measures toward. `wall_s` and `records_per_s` are predicted at `value`.
     """
 
     axis: str
@@ -144,6 +181,10 @@ class Prediction:
     extrapolation: float | None = None
     firm: bool = True
     warning: str | None = None
+    model: str | None = None
+    settled: bool | None = None
+    wall_s: float | None = None
+    records_per_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -221,6 +262,9 @@ class Sweep:
     # `--param NAME=auto[:START]` axes searched per budget: name → {"start", "max"}.
     auto: dict[str, dict[str, int]] = field(default_factory=dict)
     confirm: bool = False
+    # `--sizes auto`: {"axis", "given": [sizes given]}; the `--at` axis gets more sizes,
+    # doubling, until the decision is settled (empty: off).
+    sizes_auto: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     env: dict[str, Any] = field(default_factory=dict)
     # The dask scheduler's address (or `local:N`) when the runs went to a cluster.
@@ -246,6 +290,11 @@ class Sweep:
     # The configuration the matrix compares with (analysis): its params at the decision
     # size; None when no configuration matches `reference` (then `reference` is shown).
     reference_config: dict[str, Any] | None = None
+    # With `--sizes auto` (analysis): why no further size is measured, or which one is next.
+    sizes_status: str = ""
+    # Node jobs decided at `--at` (analysis): the configurations refused because their V8
+    # heap there is predicted to reach their heap limit, one line each.
+    heap_refusals: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form (`schema_version`, `kind: "sweep"` first); runs in full."""
@@ -256,35 +305,19 @@ class Sweep:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Sweep:
-        """Build a Sweep from its JSON form; every run must belong to the axes."""
-        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        values["runs"] = [Run.from_dict(r) for r in values.get("runs", [])]
-        values["confirm_runs"] = [Run.from_dict(r) for r in values.get("confirm_runs", [])]
-        for name, kind in _SWEEP_PARTS.items():
-            values[name] = [kind(**item) for item in values.get(name, [])]
-        sweep = cls(**values)
-        for run in sweep.runs:
+        """Build a Sweep from its JSON form, every field checked; every run must belong to
+        the axes."""
+        sweep = build(cls, data)
+        for i, run in enumerate(sweep.runs):
             for axis, allowed in sweep.axes.items():
                 if index_of(allowed, run.params.get(axis)) is None:
-                    raise ValueError(
-                        f"a run has {axis}={run.params.get(axis)!r}, not an axis value"
+                    raise SchemaError(
+                        f"runs[{i}].params.{axis}",
+                        f"{run.params.get(axis)!r} is not one of the axis's values",
                     )
         return sweep
 
 
-_SWEEP_PARTS: dict[str, Any] = {
-    "configs": ConfigSummary,
-    "matrix": MatrixRow,
-    "scaling": ScalingFit,
-    "variants": VariantPair,
-    "predictions": Prediction,
-    "capacity": Capacity,
-    "search": SearchResult,
-    "hosts": HostSummary,
-}
-
-
 def load_sweep(path: str | os.PathLike[str]) -> Sweep:
     """Return the Sweep saved at `path` (a sweep's results.json)."""
-    damaged = (TypeError, ValueError, KeyError, AttributeError)
-    return load_model(path, "sweep", Sweep.from_dict, damaged)
+    return load_model(path, "sweep", Sweep.from_dict)

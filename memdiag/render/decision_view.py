@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from memdiag.model import Sweep
-from memdiag.render.sweep_view import TableView, params_text
+from memdiag.render.tables import TableView, params_text, seconds
 from memdiag.units import format_size
 
 
@@ -24,9 +24,11 @@ def predictions_table(sweep: Sweep) -> TableView | None:
             [
                 f"{p.axis}={p.value:,.0f}",
                 params_text(p.params),
+                p.model or p.verdict or "-",
                 format_size(p.peak_rss_bytes),
                 low_high,
                 ", ".join(format_size(b) for b in p.fits_budgets) or "none",
+                "-" if p.wall_s is None else f"≈ {seconds(p.wall_s)}",
                 "-" if p.extrapolation is None else f"{p.extrapolation:,.1f}×",
                 p.warning or "firm",
             ]
@@ -35,14 +37,17 @@ def predictions_table(sweep: Sweep) -> TableView | None:
     columns = [
         "at",
         "params",
+        "model",
         "predicted peak",
         "95% interval",
         f"fits (high ≤ {sweep.headroom:.0%})",
     ]
-    columns += ["past largest measured", "firm?"]
+    columns += ["wall (predicted)", "past largest measured", "firm?"]
     note = (
-        "Interval from the fit's residuals and the repeats' spread; a prediction is never "
-        "below the largest peak measured. Constant memory predicts the largest peak measured."
+        "Interval from the chosen model's residuals and the repeats' spread, never narrower "
+        "than the plausible models' disagreement; a prediction is never below the largest "
+        "peak measured. Constant memory predicts the largest peak measured. Wall time from "
+        "each configuration's own fit of wall time against the size."
     )
     return TableView("predictions", "Predictions", columns, rows, tones, note)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from memdiag.model import GateResult, GateRow
-from memdiag.render.sweep_view import TableView, params_text, percent, seconds
+from memdiag.render.tables import TableView, params_text, percent, seconds
 from memdiag.units import format_size
 
 VERDICT_TEXT = {

@@ -8,7 +8,7 @@ from typing import Any
 
 from memdiag.model import LeakReport, NativeGrowth
 from memdiag.render.snapshot_view import MACHINERY, short_path, site_text
-from memdiag.render.sweep_view import params_text
+from memdiag.render.tables import params_text
 from memdiag.units import format_size
 
 SITE_COLUMNS = ["site", "type", "per iteration", "objects/iter", "grew in", "live now"]
@@ -30,6 +30,43 @@ class LeakView:
     owners_headline: str | None = None
     owner_rows: list[list[str]] | None = None
     owner_details: list[list[str]] | None = None
+
+
+# The stages of `LeakReport.timings` in the order they run; indented ones are part of the
+# stage above them.
+TIMING_STAGES = [
+    ("calls", "untraced calls"),
+    ("traced_call", "the traced call"),
+    ("snapshot_pauses", "snapshot pauses (collect, fork)"),
+    ("snapshot_waits", "  of which waiting for a copy"),
+    ("snapshot_copies", "snapshot copies (beside the calls)"),
+    ("new_ids", "new objects' ids"),
+    ("request_wait", "waiting for memdiag's request"),
+    ("request", "  of which memdiag reading snapshots"),
+    ("evidence", "evidence (forked copy)"),
+    ("evidence_newness", "  newness"),
+    ("evidence_samples", "  samples of sites and types"),
+    ("evidence_chains", "  reference chains"),
+    ("evidence_owners", "  owners"),
+    ("child", "the job's process, in all"),
+    ("analysis", "memdiag's analysis"),
+    ("report", "the report"),
+]
+TIMING_COLUMNS = ["stage", "seconds", "of the job's process"]
+
+
+def timing_rows(timings: dict[str, float]) -> list[list[str]]:
+    """Return the rows of the timings table: stage, seconds, share of the child's time."""
+    whole = timings.get("child") or 0.0
+    rows = []
+    for key, label in TIMING_STAGES:
+        if key not in timings:
+            continue
+        seconds = float(timings[key])
+        inside = key not in ("child", "analysis", "report")
+        share = f"{seconds / whole:.0%}" if whole and inside else ""
+        rows.append([label, f"{seconds:.2f}", share])
+    return rows
 
 
 def owners_headline(report: LeakReport) -> str | None:
@@ -69,8 +106,25 @@ def owner_table(report: LeakReport) -> tuple[list[list[str]], list[list[str]]]:
             f"{t['count']:,} {t['type']} {format_size(t['size_bytes'])}"
             for t in owner.largest_types
         )
-        details.append([f"holds {', '.join(held)}", *([f"largest: {largest}"] if largest else [])])
+        lines = [f"holds {', '.join(held)}"] if held else []
+        if owner.table_site:
+            lines.append(f"grows at {_callers(owner.table_site)}")
+        if owner.stored_site and owner.stored_site != owner.table_site:
+            lines.append(f"stores what was made at {_callers(owner.stored_site)}")
+        lines += [f"largest: {largest}"] if largest else []
+        if owner.sample:
+            lines.append(f"added, e.g.: {owner.sample}")
+        if owner.closures:
+            lines.append(f"closures: {', '.join(owner.closures)}")
+        details.append(lines)
     return rows, details
+
+
+def _callers(traceback: list[list[Any]]) -> str:
+    """Return "file:line ← caller ← ..." for a traceback (oldest frame first), memdiag's own
+    frames left out."""
+    calls = [f"{short_path(str(f))}:{line}" for f, line in reversed(traceback)]
+    return " ← ".join(c for c in calls if not c.startswith(MACHINERY)) or site_text(traceback)
 
 
 def chain_lines(chain: dict[str, Any] | None, searched: str | None = None) -> list[str]:
@@ -106,6 +160,15 @@ def native_lines(native: NativeGrowth | None, report: LeakReport) -> list[str]:
             f"(in {native.grew} of {native.intervals} {unit}s); no Python view of an external "
             "command: look inside it with its own tools (heap snapshots, valgrind, heaptrack)"
         ]
+    if report.heap_basis == "v8":
+        return [
+            f"native growth: between the snapshots the process gained "
+            f"{format_size(native.native_per_iteration)} of RSS per {unit} beyond what V8 took "
+            f"(heap and external memory: {format_size(native.heap_per_iteration)}): worker "
+            "threads' own heaps, a native addon.",
+            "look further: the process's worker threads and addons (each worker's heap is its "
+            "own, outside these snapshots)",
+        ]
     return [
         f"native growth: RSS grows {format_size(native.rss_per_iteration)} per {unit}, the "
         f"Python heap {format_size(native.heap_per_iteration)}: "
@@ -121,6 +184,8 @@ def leak_view(report: LeakReport, frames: int = 4, searched: str | None = None) 
     unit = report.unit
     if report.error:
         headline = f"the target failed: {report.error}"
+        if report.found:
+            headline += f"; LEAKS FOUND in the {unit}s before it"
     elif report.found:
         headline = "LEAKS FOUND"
     else:
@@ -132,10 +197,10 @@ def leak_view(report: LeakReport, frames: int = 4, searched: str | None = None) 
         else "-"
     )
     summary = [
-        ("target", f"{report.target}  {params}"),
+        ("target", f"{report.target}  {params}" + (f"  (pid {report.pid})" if report.pid else "")),
         ("snapshots", f"{report.snapshots} ({report.warmup} left out as warm-up)"),
         ("RSS", f"{format_size(report.rss_first_bytes)} → {format_size(report.rss_last_bytes)}"),
-        ("Python heap", heap),
+        ("V8 heap" if report.heap_basis == "v8" else "Python heap", heap),
     ]
     if report.traced_share is not None:
         summary.append(
@@ -145,6 +210,9 @@ def leak_view(report: LeakReport, frames: int = 4, searched: str | None = None) 
                 "allocations traced, sizes and counts scaled up from them",
             )
         )
+    if report.traced_whole is not None:
+        summary.append(("sites", f"the last call was traced whole: {report.traced_whole}"))
+    summary += [("note", note) for note in report.notes]
     site_rows, site_details, chains = [], [], []
     for s in report.sites:
         site_rows.append(
@@ -172,7 +240,8 @@ def leak_view(report: LeakReport, frames: int = 4, searched: str | None = None) 
                 site_text([list(t.site.rsplit(":", 1))]) if t.site else "-",
             ]
         )
-        chains.append([f"{t.name}:", *chain_lines(t.chain, searched)])
+        if report.heap_basis != "v8":  # a V8 constructor's objects: see the owners
+            chains.append([f"{t.name}:", *chain_lines(t.chain, searched)])
     owner_rows, owner_details = owner_table(report)
     return LeakView(
         headline,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from memdiag.model import Sweep
-from memdiag.render.sweep_view import TableView, notes, summary, sweep_tables
+from memdiag.render.sweep_view import notes, summary, sweep_tables
+from memdiag.render.tables import TableView
 
 if TYPE_CHECKING:
     from memdiag.model import GateResult, LeakReport
@@ -89,7 +90,8 @@ class LeakMarkdownRenderer:
                 "",
             ]
             for row, calls in zip(view.site_rows, view.site_details, strict=True):
-                out += [f"`{row[0]}` called from:", "", *[f"- `{c}`" for c in calls[1:]], ""]
+                if calls[1:]:  # one frame (the default) has no callers to list
+                    out += [f"`{row[0]}` called from:", "", *[f"- `{c}`" for c in calls[1:]], ""]
         if view.type_rows:
             out += ["## Leaking types", "", _rows_markdown(TYPE_COLUMNS, view.type_rows), ""]
             out += ["## What keeps them alive", ""]

@@ -17,7 +17,7 @@ from memdiag.units import format_size
 
 if TYPE_CHECKING:
     from memdiag.analysis.fit import LinearFit
-    from memdiag.measure.monitor_sample import MonitorSample
+    from memdiag.measure.monitor.sample import MonitorSample
     from memdiag.model import MonitorSummary
 
 BARS = "▁▂▃▄▅▆▇█"

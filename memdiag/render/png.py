@@ -9,7 +9,7 @@ from typing import Any
 from memdiag.model import ConfigSummary, MonitorSummary, Run, Sweep
 from memdiag.params import has_params, index_of
 from memdiag.render.monitor_view import VERDICT_TEXT
-from memdiag.render.sweep_view import params_text
+from memdiag.render.tables import params_text
 from memdiag.units import format_size
 
 MB = 1024 * 1024
@@ -36,7 +36,7 @@ class PngRenderer:
     def timeline(self, run: Run, path: str | Path) -> Path:
         """Plot one run's RSS (and heap) over time with phases shaded and the exact peak."""
         plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
+        fig, ax = plt.subplots(figsize=(11.5, 4.8), dpi=110)
         times = [s.t_s for s in run.timeline]
         ax.plot(
             times,
@@ -53,9 +53,12 @@ class PngRenderer:
                 [h / MB for _, h in heap],
                 color="#e37400",
                 lw=1.4,
-                label="heap (memray)",
+                label="V8 heap used (all Node processes)" if run.v8 else "heap (memray)",
                 zorder=3,
             )
+        top = max(run.peak_rss_bytes, run.limit_bytes or 0)
+        if run.v8:
+            top = max(top, _plot_v8(ax, run))
         _shade_phases(ax, run)
         ax.axhline(
             run.peak_rss_bytes / MB,
@@ -74,11 +77,12 @@ class PngRenderer:
             )
         ax.set_xlabel("seconds since start")
         ax.set_ylabel("MB")
-        ax.set_ylim(bottom=0, top=max(run.peak_rss_bytes, run.limit_bytes or 0) / MB * 1.15)
+        ax.set_ylim(bottom=0, top=top / MB * 1.15)
         ax.set_xlim(left=0)
-        ax.set_title(f"{run.target}  {_label(run)}  [{run.status}]", fontsize=11, loc="left")
+        status = f"{run.status}: {run.oom_kind}" if run.oom_kind else run.status
+        ax.set_title(f"{run.target}  {_label(run)}  [{status}]", fontsize=11, loc="left")
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+        _legend(ax)
         return _save(plt, fig, path)
 
     def sweep(self, sweep: Sweep, directory: str | Path) -> dict[str, Path]:
@@ -151,7 +155,7 @@ class PngRenderer:
                 xs, [row[2] / MB for row in band], [row[3] / MB for row in band],
                 color=colour, alpha=0.15, lw=0,
             )  # fmt: skip
-            label = f"{params_text(fit.params)} ({fit.verdict})"
+            label = f"{params_text(fit.params)} ({fit.model or fit.verdict})"
             ax.plot(xs, [row[1] / MB for row in band], color=colour, lw=1.6, ls="--")
             ax.plot(
                 [x for x, _ in fit.points], [y / MB for _, y in fit.points],
@@ -212,6 +216,9 @@ class PngRenderer:
         plt = _pyplot()
         fig, ax = plt.subplots(figsize=(10.5, 5.2), dpi=110)
         colours = plt.get_cmap("tab20" if len(sweep.configs) > 10 else "tab10")
+        node = False
+        limits: set[int] = set()
+        highest = 0
         for i, config in enumerate(sweep.configs):
             run = _median_run(sweep.runs, config)
             if run is None or not run.timeline:
@@ -224,8 +231,27 @@ class PngRenderer:
                 ls="-" if run.ok else "--",
                 label=params_text(config.params) + ("" if run.ok else f" [{run.status}]"),
             )
+            if run.v8:
+                heap = [(s.t_s, s.heap_bytes) for s in run.timeline if s.heap_bytes is not None]
+                ax.plot(
+                    [t for t, _ in heap],
+                    [h / MB for _, h in heap],
+                    color=colours(i % colours.N),
+                    lw=1.0,
+                    ls=":",
+                )
+                node = True
+                limits.add(run.v8.heap_limit_bytes)
+                highest = max(highest, run.peak_rss_bytes)
+        for limit in sorted(x for x in limits if x and x <= 3 * highest):
+            label = f"V8 heap limit {format_size(limit)}"
+            ax.axhline(limit / MB, color="#5f6368", ls="-.", lw=0.9, label=label)
         ax.set_xlabel("seconds since start")
-        ax.set_ylabel("RSS of the process tree, MB (sampled)")
+        ax.set_ylabel(
+            "RSS of the process tree (solid), V8 heap used (dotted), MB (sampled)"
+            if node
+            else "RSS of the process tree, MB (sampled)"
+        )
         ax.set_xlim(left=0)
         ax.set_ylim(bottom=0)
         ax.set_title(
@@ -284,6 +310,29 @@ def _plot_series(
                 fontsize=8,
                 color="#c5221f",
             )
+
+
+def _plot_v8(ax: Any, run: Run) -> int:
+    """Draw V8's heap total and external memory, and the heap limit when it is near enough
+    to be read against the curves; return the highest figure drawn (bytes)."""
+    assert run.v8 is not None
+    total = [(s.t_s, s.heap_total_bytes) for s in run.timeline if s.heap_total_bytes is not None]
+    external = [(s.t_s, s.external_bytes) for s in run.timeline if s.external_bytes is not None]
+    for series, colour, label in (
+        (total, "#f9ab00", "V8 heap total"),
+        (external, "#188038", "external (Buffers, array buffers)"),
+    ):
+        if series:
+            ax.plot([t for t, _ in series], [b / MB for _, b in series], color=colour, lw=1.0,
+                    label=label, zorder=2)  # fmt: skip
+    highest = max((b for _, b in total), default=0)
+    limit, peak = run.v8.heap_limit_bytes, run.v8.peak_heap_used_bytes
+    label = f"V8 heap limit {format_size(limit)} (peak used {format_size(peak)})"
+    if limit and limit <= 3 * max(run.peak_rss_bytes, highest, peak):
+        ax.axhline(limit / MB, color="#9334e6", ls="-.", lw=1.2, label=label)
+        return limit
+    ax.plot([], [], color="#9334e6", ls="-.", lw=1.2, label=label + ", off the scale")
+    return highest
 
 
 def _budgets_in_view(budgets: list[int], top: float) -> tuple[list[int], list[int]]:
@@ -394,7 +443,7 @@ def plot_monitor(
     """Plot RSS (and USS, as (seconds, bytes) points) over time, the fitted trend, and the
     thresholds and limit when they are in view."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(10, 4.8), dpi=110)
+    fig, ax = plt.subplots(figsize=(11.5, 4.8), dpi=110)
     scale, xlabel = _time_axis(summary.duration_s)
     times = [t / scale for t in times_s]
     ax.plot(times, [r / MB for r in rss_bytes], color="#1a73e8", lw=1.6, label="RSS (tree)")
@@ -429,7 +478,7 @@ def plot_monitor(
         title += f"\noff the chart: {', '.join(hidden)}"
     ax.set_title(title, fontsize=11, loc="left")
     ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
+    _legend(ax)
     return _save(plt, fig, path)
 
 

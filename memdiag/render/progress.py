@@ -18,7 +18,7 @@ from rich.progress import (
 )
 
 from memdiag.model import Run, Snapshot
-from memdiag.render.sweep_view import params_text
+from memdiag.render.tables import params_text
 from memdiag.units import format_size
 
 

@@ -5,54 +5,29 @@ Formatting only: every number shown here was computed by analysis and saved in t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from memdiag.model import ConfigSummary, MatrixRow, Sweep
+from memdiag.analysis.aggregate import GC_SHARE_HIGH
+from memdiag.model import ConfigSummary, MatrixRow, ScalingFit, Sweep
+from memdiag.render.decision_view import capacity_table, predictions_table, search_table
+from memdiag.render.tables import (
+    TableView,
+    params_text,
+    percent,
+    rate,
+    seconds,
+    spread,
+    times,
+    value_text,
+)
 from memdiag.units import format_size
 
 
-@dataclass(frozen=True)
-class TableView:
-    """A table to show: its title, column names, rows, one CSS-ish tone per row, a note."""
-
-    key: str
-    title: str
-    columns: list[str]
-    rows: list[list[str]]
-    tones: list[str] = field(default_factory=list)
-    note: str = ""
-
-
-def params_text(params: dict[str, Any] | None) -> str:
-    """Return `batch=50 concurrency=2`, or `(defaults)` for no params."""
-    if not params:
-        return "(defaults)"
-    return " ".join(
-        f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in params.items()
-    )
-
-
-def percent(value: float | None, signed: bool = False) -> str:
-    if value is None:
+def gc_text(share: float | None) -> str:
+    """Return a Node configuration's GC time share, `62% (high)` above GC_SHARE_HIGH."""
+    if share is None:
         return "-"
-    return f"{value:+.0%}" if signed else f"{value:.0%}"
-
-
-def times(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}×"
-
-
-def rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
-
-
-def seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f} s"
-
-
-def spread(values: list[Any] | None, fmt: Any) -> str:
-    return "-" if not values else f"{fmt(values[0])} – {fmt(values[1])}"
+    return f"{share:.0%} (high)" if share > GC_SHARE_HIGH else f"{share:.0%}"
 
 
 def summary(sweep: Sweep) -> list[tuple[str, str]]:
@@ -60,7 +35,7 @@ def summary(sweep: Sweep) -> list[tuple[str, str]]:
     axes = "; ".join(
         f"{k} = auto (probed: {', '.join(map(str, v)) or 'none yet'})"
         if k in sweep.auto
-        else f"{k} = {', '.join(map(str, v))}"
+        else f"{k} = {', '.join(_axis_cell(k, x) for x in v)}"
         for k, v in sweep.axes.items()
     )
     expected = sweep.repeat * max(1, _product(sweep.axes))
@@ -123,9 +98,25 @@ def notes(sweep: Sweep) -> list[str]:
         out.append(f"Incomplete: {len(sweep.runs)} of {expected} runs; continue with --resume.")
     if any(not s.done for s in sweep.search):
         out.append("The search is not finished; continue with --resume.")
+    if sweep.sizes_auto:
+        axis, given = sweep.sizes_auto["axis"], sweep.sizes_auto.get("given", [])
+        added = [f"{v:,}" for v in sweep.axes.get(axis, []) if v not in given]
+        out.append(
+            f"--sizes auto: {axis} given {', '.join(f'{v:,}' for v in given)}; added "
+            f"{', '.join(added) or 'none'} ({sweep.sizes_status or 'not analysed'})."
+        )
+    heavy = [c for c in sweep.configs if c.gc_share is not None and c.gc_share > GC_SHARE_HIGH]
+    if heavy:
+        out.append(
+            f"{len(heavy)} configuration(s) spent over {GC_SHARE_HIGH:.0%} of their time in "
+            "GC: they fit their heap limit only just ("
+            + "; ".join(f"{params_text(c.params)}: {gc_text(c.gc_share)}" for c in heavy)
+            + ")"
+        )
     shaky = [p for p in sweep.predictions if p.warning]
     if shaky:
         out.append(f"Prediction not firm: {shaky[0].warning}.")
+    out.extend(f"Refused at the decision size: {line}." for line in sweep.heap_refusals)
     out.extend(sweep.host_warnings)
     return out
 
@@ -143,22 +134,52 @@ def matrix_table(sweep: Sweep) -> TableView:
         "noise are ties, won by the lower peak. Peak change and slowdown are against the "
         f"reference, {params_text(_reference_params(sweep))}."
     )
+    if any(row.speed_basis == "predicted" for row in sweep.matrix):
+        note += (
+            " ≈: wall time and records/s predicted at the decision size from each "
+            "configuration's fit of wall time against the size."
+        )
     at = next((row.at for row in sweep.matrix if row.at), None)
     predicted = any(row.basis == "predicted" for row in sweep.matrix)
     where = "predicted from each configuration's fit" if predicted else "measured"
+    if any(row.firm is False for row in sweep.matrix):
+        where += "; not firm, see the predictions"
     if at and not sweep.predict:
         where = "the largest input measured"
     title = f"Decision matrix at {params_text(at)} ({where})" if at else "Decision matrix"
     columns = ["budget", "configuration", "basis", "peak", "worst case", "% of budget"]
     columns += ["wall", "records/s", "peak vs ref", "slowdown vs ref", "capacity and notes"]
-    if any(row.confirmation or row.refuted for row in sweep.matrix):
+    node = _node_columns(sweep)
+    columns += [name for name, _ in node]
+    confirm = any(row.confirmation or row.refuted for row in sweep.matrix)
+    if confirm:
         columns.append("confirmation")
-    rows = [cells[: len(columns)] for cells in rows]
+    rows = [
+        [*cells[:11], *(cell(row) for _, cell in node), *cells[11 : 12 if confirm else 11]]
+        for cells, row in zip(rows, sweep.matrix, strict=True)
+    ]
     return TableView("matrix", title, columns, rows, tones, note)
 
 
+def _node_columns(sweep: Sweep) -> list[tuple[str, Any]]:
+    """The matrix's Node columns: the chosen heap limit, and its GC time share."""
+    columns: list[tuple[str, Any]] = []
+    if "heap_limit" in sweep.axes or "heap_limit" in sweep.base:
+        columns.append(("heap limit", lambda row: _chosen_value(row, "heap_limit")))
+    if any(c.gc_share is not None for c in sweep.configs):
+        columns.append(("GC time", lambda row: gc_text(row.gc_share) if row.config else "-"))
+    return columns
+
+
+def _chosen_value(row: MatrixRow, name: str) -> str:
+    if not row.config or name not in row.config["params"]:
+        return "-"
+    return value_text(name, row.config["params"][name])
+
+
 def confirmation_text(row: MatrixRow) -> str:
-    """Return `confirmed (peak 61.2 MB)`, `refuted (oom at 1.00 GB)`, or `pending`."""
+    """Return `confirmed (peak 61.2 MB)`, `refuted (oom at 1.00 GB)`, `not run yet`, or
+    `not measured (worker lost ...)`."""
     parts = [_confirmation(c) for c in row.refuted]
     if row.confirmation:
         parts.append(_confirmation(row.confirmation))
@@ -169,6 +190,8 @@ def _confirmation(c: dict[str, Any]) -> str:
     who = params_text(c.get("params"))
     if c["status"] == "pending":
         return f"{who}: not run yet"
+    if c["status"] == "unmeasured":
+        return f"{who}: not measured ({c.get('reason')})"
     peak = format_size(c.get("peak_rss_bytes"))
     if c["status"] == "confirmed":
         return f"confirmed (peak {peak})"
@@ -201,7 +224,7 @@ def _matrix_cells(row: MatrixRow) -> list[str]:
         format_size(row.peak_rss_bytes),
         format_size(row.peak_upper_bytes),
         percent(row.budget_fraction),
-        seconds(row.wall_s),
+        ("≈ " if row.speed_basis == "predicted" else "") + seconds(row.wall_s),
         rate(row.records_per_s),
         percent(row.peak_change, signed=True),
         times(row.slowdown),
@@ -223,12 +246,22 @@ def _capacity_cell(row: MatrixRow) -> str:
 def configs_table(sweep: Sweep) -> TableView:
     names = list(sweep.axes)
     columns = [*names, "status", "peak (median)", "peak min – max", "wall", "records/s", "runs"]
+    node = any(c.gc_share is not None for c in sweep.configs)
+    if node:
+        columns += ["V8 heap peak", "GC time"]
     rows, tones = [], []
     for c in sweep.configs:
-        rows.append([*(str(c.params.get(n)) for n in names), *_config_cells(c)])
+        cells = [*(_axis_cell(n, c.params.get(n)) for n in names), *_config_cells(c)]
+        if node:
+            cells += [format_size(c.peak_heap_bytes), gc_text(c.gc_share)]
+        rows.append(cells)
         tones.append("" if c.status == "ok" else "bad")
     note = "Medians over each configuration's ok repeats, each run in a fresh process."
     return TableView("configs", "Configurations", columns, rows, tones, note)
+
+
+def _axis_cell(name: str, value: Any) -> str:
+    return value_text(name, value) if name == "heap_limit" else str(value)
 
 
 def _config_cells(c: ConfigSummary) -> list[str]:
@@ -269,8 +302,8 @@ def variants_table(sweep: Sweep) -> TableView | None:
 def scaling_table(sweep: Sweep) -> TableView | None:
     if not sweep.scaling:
         return None
-    columns = ["axis", "other params", "bytes per unit", "95% interval", "intercept", "R²"]
-    columns += ["sizes", "verdict"]
+    columns = ["axis", "other params", "model", "line: bytes per unit", "95% interval", "R²"]
+    columns += ["sizes", "candidates (leave-one-out error)"]
     rows, tones = [], []
     for f in sweep.scaling:
         unit = f.axis.rstrip("s")
@@ -281,22 +314,52 @@ def scaling_table(sweep: Sweep) -> TableView | None:
             [
                 f.axis,
                 params_text(f.params),
+                model_words(f),
                 f"{f.bytes_per_unit:,.0f} B per {unit}",
                 interval,
-                format_size(f.intercept_bytes),
                 "-" if f.r2 is None else f"{f.r2:.3f}",
                 str(f.sizes or len(f.points)) + ("" if (f.sizes or 3) >= 3 else " (no R²)"),
-                "memory grows with the input" if f.verdict == "grows" else "memory is constant",
+                candidates_text(f),
             ]
         )
         tones.append("bad" if f.verdict == "grows" else "good")
     note = (
-        "Least-squares fit peak = intercept + bytes per unit × size over the median peaks. "
-        "With 3 sizes or more: R² and the slope's 95% interval; memory is constant when that "
-        "interval contains 0. With 2 sizes there is neither (two points always lie on a "
-        "line): a rise under 5% and 1 MB reads as constant."
+        "Each configuration's median peaks against the size: the least-squares line (R² and "
+        "the slope's 95% interval from 3 sizes), and from 4 sizes the model chosen among "
+        "constant, line, n·log n, saturating and power law by leave-one-out error (* "
+        "plausible): the simplest within 25% of the best, a curve only when the curvature "
+        "test on the line's residuals finds curvature. Below 4 sizes: the line, or constant "
+        "when the rise is under 1 MB and twice the noise."
     )
     return TableView("scaling", "Scaling with the input", columns, rows, tones, note)
+
+
+def model_words(fit: ScalingFit) -> str:
+    """Return the chosen model as a user acts on it: `grows as n^1.98: doubling the input
+    multiplies the memory by 3.9`, `levels off near 180.0 MB`."""
+    k, d = fit.model_params.get("k"), fit.doubling_factor
+    doubling = "" if d is None else f": doubling the input multiplies the memory by {d:.2g}"
+    words = {
+        "": "memory grows with the input" if fit.verdict == "grows" else "memory is constant",
+        "constant": f"constant, about {format_size(fit.peak_max_bytes)}",
+        "linear": f"grows linearly{doubling}",
+        "nlogn": f"grows as n·log n{doubling}",
+        "power": f"grows as n^{k or 1:.2f}{doubling}",
+        "saturating": f"levels off near {format_size(fit.plateau_bytes)}",
+    }[fit.model]
+    if fit.pessimistic:
+        words += "; curved and no model clearly better: budgets use the most pessimistic"
+    return words
+
+
+def candidates_text(fit: ScalingFit) -> str:
+    """Return `power 0.3 MB*, nlogn 61.4 MB, ...`, best first; `-` below 4 sizes."""
+    scored = [m for m in fit.models if m.get("loo_error") is not None]
+    scored.sort(key=lambda m: m["loo_error"])
+    parts = [
+        f"{m['model']} {format_size(m['loo_error'])}{'*' if m['plausible'] else ''}" for m in scored
+    ]
+    return ", ".join(parts) or "-"
 
 
 def hosts_table(sweep: Sweep) -> TableView | None:
@@ -329,7 +392,6 @@ def hosts_table(sweep: Sweep) -> TableView | None:
 
 def sweep_tables(sweep: Sweep) -> list[TableView]:
     """Return the report's tables in reading order (absent sections left out)."""
-    from memdiag.render.decision_view import capacity_table, predictions_table, search_table
 
     tables = [
         matrix_table(sweep),

@@ -3,6 +3,8 @@ and a leak report."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich import box
 from rich.console import Console
 from rich.markup import escape
@@ -11,8 +13,10 @@ from rich.table import Table
 from memdiag.analysis.phases import PhasePeak
 from memdiag.model import LeakReport, Run, SiteDiff, Snapshot, SnapshotDiff, Sweep
 from memdiag.model.snapshot import PeakSite
+from memdiag.model.v8 import V8Stats
 from memdiag.render.snapshot_view import MACHINERY, peak_label, signed_size, site_text
-from memdiag.render.sweep_view import TableView, notes, params_text, summary, sweep_tables
+from memdiag.render.sweep_view import notes, summary, sweep_tables
+from memdiag.render.tables import TableView, params_text
 from memdiag.units import format_size
 
 STATUS_STYLE = {
@@ -50,8 +54,13 @@ class TerminalRenderer:
         table.add_row("target", f"{run.target}  {params_text(run.params)}")
         table.add_row("status", f"[{style}]{run.status}[/]" + _error_text(run))
         source = "" if run.peak_rss_source == "kernel" else "  (sum of the process tree, sampled)"
+        if run.pss_unreadable:
+            source += "  (smaps_rollup unreadable: the tree as its RSS sum, shared pages in each)"
         table.add_row("peak RSS", f"[bold]{format_size(run.peak_rss_bytes)}[/]{source}")
-        if run.peak_heap_bytes is not None:
+        if run.v8 is not None:
+            for label, text in v8_lines(run.v8):
+                table.add_row(label, text)
+        elif run.peak_heap_bytes is not None:
             table.add_row("peak heap", format_size(run.peak_heap_bytes))
         if run.limit_bytes:
             share = run.peak_rss_bytes / run.limit_bytes
@@ -84,6 +93,46 @@ class TerminalRenderer:
         for view in sweep_tables(sweep):
             if full or view.key == "matrix":
                 self.console.print(sweep_table(view))
+
+
+def v8_lines(v8: V8Stats) -> list[tuple[str, str]]:
+    """Return a Node run's V8 figures as (label, text) lines: heap against its limit,
+    external memory, GCs by kind, the heap at a fatal error, and the processes."""
+    share = v8.peak_heap_used_bytes / v8.heap_limit_bytes if v8.heap_limit_bytes else 0.0
+    gc = ", ".join(
+        f"{kind} {int(k['count'])} ({k['pause_s'] * 1000:.0f} ms)"
+        for kind, k in sorted(v8.gc.by_kind.items())
+    )
+    share_text = f", {v8.gc_share:.0%} of the wall time" if v8.gc_share is not None else ""
+    lines = [
+        (
+            "V8 heap",
+            f"peak used {format_size(v8.peak_heap_used_bytes)} of its limit "
+            f"{format_size(v8.heap_limit_bytes)} ({share:.0%})",
+        ),
+        (
+            "external",
+            f"{format_size(v8.peak_external_bytes)} at peak "
+            f"(array buffers {format_size(v8.peak_array_buffers_bytes)})",
+        ),
+        ("V8 gc", f"{v8.gc.count} collections, {v8.gc.pause_s * 1000:.0f} ms paused{share_text}"),
+    ]
+    if gc:
+        lines.append(("", gc))
+    if v8.at_death is not None:
+        d = v8.at_death
+        lines.append(
+            ("at death", f"heap used {format_size(d.heap_used_bytes)} of "
+             f"{format_size(d.heap_limit_bytes)}, external {format_size(d.external_bytes)}")
+        )  # fmt: skip
+    if len(v8.processes) > 1:
+        kinds = ", ".join(
+            f"{p.kind} {p.pid}{f'/{p.thread}' if p.thread else ''} "
+            f"{format_size(p.peak_heap_used_bytes)}"
+            for p in v8.processes
+        )
+        lines.append(("processes", kinds))
+    return lines
 
 
 def _error_text(run: Run) -> str:
@@ -174,6 +223,20 @@ class LeakTerminalRenderer:
         for line in view.native:
             self.console.print(f"[yellow]{line}[/]")
 
+    def timings(self, report: LeakReport) -> None:
+        """Print where the run's time went (`--verbose`)."""
+        from memdiag.render.leaks_view import TIMING_COLUMNS, timing_rows
+
+        rows = timing_rows(report.timings)
+        if not rows:
+            return
+        table = Table(title="where the time went", title_justify="left", pad_edge=False)
+        for column in TIMING_COLUMNS:
+            table.add_column(column, justify="left" if column == "stage" else "right")
+        for row in rows:
+            table.add_row(*row)
+        self.console.print(table)
+
 
 class SnapshotRenderer:
     """Prints a diff and a process view to a rich console (stdout unless given)."""
@@ -206,8 +269,27 @@ class SnapshotRenderer:
                     f"{t.count_diff:+,}",
                 )
             self.console.print(table)
+        if diff.retainers:
+            self.console.print(self._retainers(diff.retainers))
         if not diff.sites and not diff.types:
             self.console.print("nothing grew above the threshold")
+
+    def _retainers(self, retainers: list[dict[str, Any]]) -> Table:
+        """Return the V8 retainers whose retained size grew, with their paths as code."""
+        table = Table(title="retainers that grew", title_justify="left", pad_edge=False)
+        for column in ("path", "constructor", "retained", "growth"):
+            table.add_column(
+                column, justify="left" if column in ("path", "constructor") else "right"
+            )
+        for r in retainers:
+            closures = f" ({', '.join(r['closures'])})" if r.get("closures") else ""
+            table.add_row(
+                r["expression"] + closures,
+                r["name"],
+                format_size(r["retained_bytes"]),
+                signed_size(r["retained_diff_bytes"]),
+            )
+        return table
 
     def _sites(self, sites: list[SiteDiff]) -> Table:
         table = Table(title="allocation sites that grew", title_justify="left", pad_edge=False)
@@ -249,9 +331,14 @@ class SnapshotRenderer:
         self.console.print(table)
 
     def snapshot(self, snap: Snapshot, top: int = 15) -> None:
-        """Print one saved snapshot: its process view, or its largest sites and types."""
+        """Print one saved snapshot: its process view (of a pid), then what was seen inside
+        the process (its largest sites, types and owners) when memdiag looked inside."""
         if snap.processes:
             self.process(snap)
+            if not (snap.types or snap.sites or snap.owners):
+                return
+        if snap.heap_basis == "v8":
+            self.heap(snap, top)
             return
         parts = [f"RSS {format_size(snap.rss_bytes)}"]
         if snap.heap_bytes is not None:
@@ -265,6 +352,56 @@ class SnapshotRenderer:
         self._largest("largest types", ("type", "size", "objects"), rows)
         if snap.at_peak:
             self.peak(snap.peak_heap_bytes, snap.at_peak, top)
+        rows = [
+            [
+                o["expression"],
+                o["type"],
+                format_size(o["retained_bytes"]),
+                f"{o['retained_objects']:,}",
+            ]
+            for o in snap.owners[:top]
+        ]
+        self._largest(
+            "largest owners (module globals)", ("owner", "type", "retains", "objects"), rows
+        )
+        if snap.attached:
+            a = snap.attached
+            pause = f", stopped at most {a['pause_s']:.2f} s" if a.get("pause_s") else ""
+            self.console.print(
+                f"taken inside pid {snap.pid} (Python {a.get('python')}) via {a.get('via')}{pause}"
+            )
+
+    def heap(self, snap: Snapshot, top: int = 15) -> None:
+        """Print a V8 heap snapshot's summary: constructors by retained size, the largest
+        retainers with their paths as JavaScript and the closures on them."""
+        where = f" {snap.target}" if snap.target else ""
+        rss = f"RSS {format_size(snap.rss_bytes)}, " if snap.rss_bytes else ""
+        self.console.print(
+            f"[bold]{snap.label}[/]{where}: {rss}V8 heap {format_size(snap.heap_bytes)} "
+            f"in {snap.heap_nodes or 0:,} nodes"
+        )
+        constructors = sorted(snap.constructors, key=lambda c: -c["retained_bytes"])[:top]
+        rows = [
+            [
+                c["name"],
+                format_size(c["retained_bytes"]),
+                format_size(c["self_bytes"]),
+                f"{c['count']:,}",
+            ]
+            for c in constructors
+        ]
+        self._largest(
+            "constructors by retained size", ("constructor", "retained", "self", "objects"), rows
+        )
+        rows = [
+            [
+                r["expression"] + (f" ({', '.join(r['closures'])})" if r.get("closures") else ""),
+                r["name"],
+                format_size(r["retained_bytes"]),
+            ]
+            for r in snap.retainers[:top]
+        ]
+        self._largest("largest retainers", ("path", "constructor", "retained"), rows)
 
     def _largest(self, title: str, columns: tuple[str, ...], rows: list[list[str]]) -> None:
         """Print a table whose first column names and the others count (none without rows)."""

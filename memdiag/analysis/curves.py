@@ -1,0 +1,356 @@
+"""Candidate curves of a measure (peak bytes, wall seconds) against an input size, and the
+choice among them by how well each predicts the sizes it did not see.
+
+Every candidate is a line in a transformed size, y = a + b·g(n), with at most one shape
+parameter, fitted by profile least squares (analysis/fit.py fits a and b for each shape):
+
+| model        | g(n)                     | parameters                      |
+| ------------ | ------------------------ | ------------------------------- |
+| `constant`   | 0                        | a                               |
+| `linear`     | n                        | a, b                            |
+| `nlogn`      | n·ln n                   | a, b                            |
+| `saturating` | 1 − exp(−n / s)          | a, b, s: levels off at a + b    |
+| `power`      | n^k, k in [0.1, 3]       | a, b, k                         |
+
+Sizes are divided by the largest one measured (`scale`) while fitting, so that every shape
+is well conditioned; `params` gives the fit in the caller's units.
+
+With 4 sizes or more each candidate is scored by its leave-one-out error: the root mean
+square error of predicting each size from the others (the smallest always kept: a model is
+used at and above the sizes measured), its shape refitted each time. Scores
+are floored at the measurement's noise (differences below it say nothing). The curvature
+test asks whether a quadratic term explains the line's residuals beyond their noise (an F
+test at 95%; or the line misses the sizes it did not see by more than 3× the noise and 3× the
+best curve, which the F test is too weak to see with 4 or 5 sizes): without curvature only a
+constant or a line may be chosen, with it only a curve. The
+simplest eligible candidate within 25% of the best score is chosen, so a parameter must earn
+its place by predicting unseen sizes clearly better; eligible candidates within 2× of the
+best are plausible, and so is the line when only the out-of-sample errors saw curvature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from memdiag.analysis.fit import LinearFit, fit_line, t_quantile
+
+# The order of simplicity: the first candidate within SIMPLER_WITHIN of the best is chosen.
+# A power law before a saturating curve: where both fit, the one that keeps growing is safer.
+MODELS = ("constant", "linear", "nlogn", "power", "saturating")
+PARAMETERS = {"constant": 1, "linear": 2, "nlogn": 2, "saturating": 3, "power": 3}
+CURVED = ("nlogn", "saturating", "power")
+# Sizes needed before curves are told apart (a 3-parameter curve leaves one out of 4).
+MODEL_SIZES = 4
+SIMPLER_WITHIN = 1.25
+# The line's leave-one-out error, over the best curve's and the noise, that is curvature too.
+CLEARLY_WORSE = 3.0
+PLAUSIBLE_WITHIN = 2.0
+_SHAPES: dict[str, tuple[float, float, bool]] = {
+    # model → (lowest, highest, searched on a log scale); s is in units of the largest size
+    "power": (0.1, 3.0, False),
+    "saturating": (0.02, 50.0, True),
+}
+_GRID = 16
+_REFINE = 24
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One fitted candidate: y = a + b·g(n / scale), and what its prediction interval needs.
+
+    `score` is the leave-one-out error (the measure's unit), None before scoring or with too
+    few sizes; `plausible` is set by the choice.
+    """
+
+    model: str
+    a: float
+    b: float
+    shape: float | None
+    scale: float
+    n: int
+    mean_g: float = 0.0
+    sxx_g: float = 0.0
+    residual_sd: float | None = None
+    score: float | None = None
+    plausible: bool = False
+
+    def g(self, x: float) -> float:
+        """Return the transformed size of `x`."""
+        return _g(self.model, x / self.scale, self.shape, self.scale)
+
+    def at(self, x: float) -> float:
+        """Return the curve's value at size `x`."""
+        return self.a + self.b * self.g(x)
+
+    def interval(self, x: float, extra_sd: float = 0.0) -> tuple[float, float] | None:
+        """Return the 95% interval of a new observation at `x` (None without residual freedom).
+
+        The shape is taken as known: the disagreement between plausible curves (applied by
+        the caller) covers the rest of what is not known.
+        """
+        params = PARAMETERS[self.model]
+        if self.residual_sd is None or self.n <= params:
+            return None
+        if self.model == "constant":
+            sd = math.sqrt(self.residual_sd**2 * (1 + 1 / self.n) + extra_sd**2)
+            half = t_quantile(self.n - 1) * sd
+            return self.a - half, self.a + half
+        line = LinearFit(
+            self.b, self.a, 0.0, self.n, self.mean_g, self.sxx_g, self.residual_sd, params
+        )
+        return line.prediction_interval(self.g(x), extra_sd=extra_sd)
+
+    def params(self) -> dict[str, float]:
+        """Return the parameters in the caller's units: y = a + b·g(n) with n unscaled."""
+        if self.model == "constant":
+            return {"a": self.a}
+        if self.model == "linear":
+            return {"a": self.a, "b": self.b / self.scale}
+        if self.model == "nlogn":
+            return {"a": self.a, "b": self.b / (self.scale * math.log(self.scale))}
+        if self.model == "power":
+            k = self.shape or 1.0
+            return {"a": self.a, "b": self.b / self.scale**k, "k": k}
+        return {"a": self.a, "b": self.b, "s": (self.shape or 1.0) * self.scale}
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the saved form: model, params, score, plausible, and `fit` to re-evaluate."""
+        return {
+            "model": self.model,
+            "params": {k: _round(v) for k, v in self.params().items()},
+            "loo_error": None if self.score is None else _round(self.score),
+            "plausible": self.plausible,
+            "fit": {
+                "a": self.a,
+                "b": self.b,
+                "shape": self.shape,
+                "scale": self.scale,
+                "n": self.n,
+                "mean_g": self.mean_g,
+                "sxx_g": self.sxx_g,
+                "residual_sd": self.residual_sd,
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Curve:
+        """Return the curve saved by `to_dict`."""
+        fit = data["fit"]
+        return cls(
+            model=data["model"],
+            score=data.get("loo_error"),
+            plausible=bool(data.get("plausible")),
+            **fit,
+        )
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The candidates fitted to one series, the one chosen, and the curvature found.
+
+    `curvature` (None below 4 sizes) is the F test's verdict or the line clearly worse out of
+    sample, `curvature_f` the F statistic; `clear` is False when another candidate is plausible.
+    """
+
+    chosen: Curve
+    curves: list[Curve]
+    curvature_f: float | None
+    curvature: bool | None
+
+    @property
+    def plausible(self) -> list[Curve]:
+        return [c for c in self.curves if c.plausible]
+
+    @property
+    def clear(self) -> bool:
+        return all(c is self.chosen for c in self.plausible)
+
+
+def fit_curve(model: str, xs: Sequence[float], ys: Sequence[float], scale: float) -> Curve | None:
+    """Return the least-squares `model` through the points, or None when it cannot be fitted
+    (fewer points than parameters, or n·log n on sizes up to 1)."""
+    n = len(xs)
+    if n < PARAMETERS[model] or (model == "nlogn" and scale <= 1):
+        return None
+    if model == "constant":
+        mean = math.fsum(ys) / n
+        sd = math.sqrt(math.fsum((y - mean) ** 2 for y in ys) / (n - 1)) if n >= 2 else None
+        return Curve("constant", mean, 0.0, None, scale, n, residual_sd=sd)
+    if model not in _SHAPES:
+        return _fit_shape(model, xs, ys, scale, None)[1]
+    low, high, log = _SHAPES[model]
+    grid = [_between(low, high, i / (_GRID - 1), log) for i in range(_GRID)]
+    ssrs = [_fit_shape(model, xs, ys, scale, s)[0] for s in grid]
+    best = min(range(_GRID), key=lambda i: ssrs[i])
+    left, right = grid[max(best - 1, 0)], grid[min(best + 1, _GRID - 1)]
+    shape = _golden(lambda s: _fit_shape(model, xs, ys, scale, s)[0], left, right, log)
+    return _fit_shape(model, xs, ys, scale, shape)[1]
+
+
+def loo_error(model: str, xs: Sequence[float], ys: Sequence[float], scale: float) -> float | None:
+    """Return the root mean square error of predicting each point from the others.
+
+    The smallest size is never left out: a model is used at and above the sizes measured,
+    and a 3-parameter curve through the 3 larger points extrapolated backwards says nothing
+    about how it extrapolates forwards.
+    """
+    errors = []
+    smallest = min(range(len(xs)), key=lambda i: xs[i])
+    for i in range(len(xs)):
+        if i == smallest:
+            continue
+        rest_x = [x for j, x in enumerate(xs) if j != i]
+        rest_y = [y for j, y in enumerate(ys) if j != i]
+        if len(set(rest_x)) < min(PARAMETERS[model], 2):
+            return None
+        curve = fit_curve(model, rest_x, rest_y, scale)
+        if curve is None:
+            return None
+        errors.append((curve.at(xs[i]) - ys[i]) ** 2)
+    return math.sqrt(math.fsum(errors) / len(errors)) if errors else None
+
+
+def curvature_test(
+    xs: Sequence[float], ys: Sequence[float], noise: float
+) -> tuple[float, bool] | None:
+    """Return (F, curved): does a quadratic term explain the line's residuals beyond both
+    their own scatter and `noise` (F against F(1, n − 3) at 95%)? None below 4 sizes."""
+    n = len(xs)
+    scale = max(xs)
+    if n < MODEL_SIZES or scale <= 0:
+        return None
+    us = [x / scale for x in xs]
+    line = fit_line(us, ys)
+    residuals = [y - line.at(u) for u, y in zip(us, ys, strict=True)]
+    square = fit_line(us, [u * u for u in us])
+    z = [u * u - square.at(u) for u in us]  # the square's part that a line cannot explain
+    szz = math.fsum(v * v for v in z)
+    if szz <= 0:
+        return None
+    rz = math.fsum(r * v for r, v in zip(residuals, z, strict=True))
+    explained = rz * rz / szz
+    left = max(math.fsum(r * r for r in residuals) - explained, 0.0)
+    variance = max(left / (n - 3), noise * noise, 1e-300)
+    f = explained / variance
+    return f, f > t_quantile(n - 3) ** 2
+
+
+def choose_curve(
+    xs: Sequence[float],
+    ys: Sequence[float],
+    noise: float,
+    allowed: Sequence[str] = MODELS,
+) -> Choice | None:
+    """Return every candidate among `allowed`, scored, and the one chosen; None below 4 sizes.
+
+    The curvature test decides which candidates may be chosen: without curvature, a constant
+    or a line (a curve fitted to noise extrapolates wildly); with curvature, only curves (a
+    superlinear curve is never replaced by a line that merely fits the sizes measured). Among
+    those, the simplest within 25% of the best score is chosen and those within 2× are
+    plausible.
+    """
+    if len(set(xs)) < MODEL_SIZES:
+        return None
+    scale = max(xs)
+    test = curvature_test(xs, ys, noise)
+    curved = test is not None and test[1]
+    scored = []
+    for model in allowed:
+        curve = fit_curve(model, xs, ys, scale)
+        score = loo_error(model, xs, ys, scale)
+        if curve is not None and score is not None:
+            scored.append(dataclasses.replace(curve, score=score))
+    # Curvature seen only out of sample leaves the line plausible: the F test did not refute it.
+    weak = not curved and _line_clearly_worse(scored, noise)
+    curved = curved or weak
+    eligible = [c for c in scored if (c.model in CURVED) == curved] or scored
+    if not eligible:
+        return None
+    floor = max(noise, 1e-12)
+    effective = {c.model: math.hypot(c.score or 0.0, floor) for c in eligible}
+    best = min(effective.values())
+    chosen = next(c.model for c in eligible if effective[c.model] <= SIMPLER_WITHIN * best)
+    curves = [
+        dataclasses.replace(
+            c,
+            plausible=effective.get(c.model, math.inf) <= PLAUSIBLE_WITHIN * best
+            or (weak and c.model == "linear"),
+        )
+        for c in scored
+    ]
+    return Choice(
+        next(c for c in curves if c.model == chosen),
+        curves,
+        None if test is None else round(test[0], 3),
+        None if test is None else curved,
+    )
+
+
+def _line_clearly_worse(scored: list[Curve], noise: float) -> bool:
+    """True when the line misses the sizes it did not see by more than 3× the noise and 3×
+    the best curve: evidence of curvature that the F test, with 1 or 2 degrees of freedom
+    left at 4 or 5 sizes, is too weak to give."""
+    line = next((c.score for c in scored if c.model == "linear"), None)
+    curves = [c.score for c in scored if c.model in CURVED and c.score is not None]
+    if line is None or not curves:
+        return False
+    return line >= CLEARLY_WORSE * max(min(curves), noise)
+
+
+def _g(model: str, u: float, shape: float | None, scale: float) -> float:
+    if model == "linear":
+        return u
+    if model == "nlogn":
+        return u * math.log(max(u * scale, 1.0)) / math.log(scale)
+    if model == "power":
+        return float(max(u, 0.0) ** (shape or 1.0))
+    if model == "saturating":
+        return 1.0 - math.exp(-max(u, 0.0) / (shape or 1.0))
+    return 0.0
+
+
+def _fit_shape(
+    model: str, xs: Sequence[float], ys: Sequence[float], scale: float, shape: float | None
+) -> tuple[float, Curve]:
+    gs = [_g(model, x / scale, shape, scale) for x in xs]
+    line = fit_line(gs, ys)
+    ssr = math.fsum((y - line.at(g)) ** 2 for g, y in zip(gs, ys, strict=True))
+    params = PARAMETERS[model]
+    n = len(xs)
+    sd = math.sqrt(max(ssr, 0.0) / (n - params)) if n > params else None
+    curve = Curve(model, line.intercept, line.slope, shape, scale, n, line.mean_x, line.sxx, sd)
+    return ssr, curve
+
+
+def _between(low: float, high: float, t: float, log: bool) -> float:
+    if log:
+        return math.exp(math.log(low) + t * (math.log(high) - math.log(low)))
+    return low + t * (high - low)
+
+
+def _golden(cost: Any, left: float, right: float, log: bool) -> float:
+    """Return the shape in [left, right] minimising `cost` (golden-section search)."""
+    ratio = (math.sqrt(5) - 1) / 2
+    lo, hi = (math.log(left), math.log(right)) if log else (left, right)
+    point = math.exp if log else (lambda v: v)
+    c, d = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fc, fd = cost(point(c)), cost(point(d))
+    for _ in range(_REFINE):
+        if fc < fd:
+            hi, d, fd = d, c, fc
+            c = hi - ratio * (hi - lo)
+            fc = cost(point(c))
+        else:
+            lo, c, fc = c, d, fd
+            d = lo + ratio * (hi - lo)
+            fd = cost(point(d))
+    middle: float = point((lo + hi) / 2)
+    return middle
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.6g}")

@@ -1,0 +1,394 @@
+"""Dominator tree and retained sizes of a V8 heap graph, in numpy (no Python loop per node).
+
+An object's retained size is what the collector would free with it: its own size and that of
+every object reachable only through it, the sum over its subtree in the dominator tree.
+
+The dominators are the greatest fixed point of `dom(v) = {v} + the intersection of dom(p)
+over v's retainers p` (Cooper, Harvey and Kennedy's iterative algorithm), started from the
+breadth-first tree. The work is done on nodes renumbered in breadth-first order: a dominator
+is on every path from the root, so it lies on a shallower level than the node and gets a
+smaller number. Two things follow. The intersection of two chains is found as Cooper, Harvey
+and Kennedy find it, by moving up whichever finger has the larger number; and the levels
+can be visited in order, so that when a level is visited the dominators of its retainers on
+shallower levels are already this pass's. One pass then settles almost everything (a
+retainer on a deeper level, a back or cross edge, can ask for another), and the next pass
+confirms. A node with one retainer is dominated by it. Weak edges do not retain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from memdiag.measure.node.heapsnapshot import HeapGraph
+
+# Levels are visited in slices of at least this many retainer pairs: a deep chain of small
+# levels (a linked list) costs one numpy step per slice, not one per level.
+SLICE_PAIRS = 1 << 16
+# At most this many retainer pairs (or edges of a breadth-first level) are worked on at once:
+# each costs about 40 bytes of temporary arrays while it is.
+CHUNK = 1 << 19
+
+
+@dataclass
+class DominatorTree:
+    """`idom[v]`: v's immediate dominator (-1 for the root and unreachable nodes);
+    `parent[v]`/`parent_edge[v]`: the breadth-first retainer of v and the edge from it (a
+    shortest path from the root, -1 where none); `depth`: depth in the dominator tree;
+    `retained`: retained sizes in bytes (0 where unreachable)."""
+
+    idom: np.ndarray
+    parent: np.ndarray
+    parent_edge: np.ndarray
+    depth: np.ndarray
+    retained: np.ndarray
+
+
+@dataclass
+class _Order:
+    """The reached nodes in breadth-first order: `nodes[k]` is the k-th, `rank[v]` v's number
+    (-1: unreached), `levels` the numbers where each level starts (and the count at the end)."""
+
+    nodes: np.ndarray
+    rank: np.ndarray
+    levels: np.ndarray
+
+
+def dominator_tree(graph: HeapGraph, root: int = 0) -> DominatorTree:
+    """Return the dominator tree of `graph` from node `root` (V8's synthetic root is node 0)."""
+    import numpy as np
+
+    from memdiag.measure.process.rollup import give_back
+
+    strong = graph.edge_type != graph.edge_code("weak")
+    parent, parent_edge, order = _breadth_first(graph, strong, root)
+    give_back()  # each stage's temporaries, before the next stage's (glibc keeps them)
+    idom_k = order.rank[parent[order.nodes]]  # by number: the breadth-first tree, root -1
+    idom_k[0] = -1
+    targets, preds = _retainer_pairs(graph, strong, order)
+    del strong
+    give_back()
+    _refine(idom_k, targets, preds, order.levels)
+    del targets, preds
+    give_back()
+    depth_k = _depths(idom_k, order.levels)
+    sizes_k = graph.self_size[order.nodes].astype(np.int64)
+    retained_k = _retained(idom_k, order.levels, sizes_k)
+    n = graph.node_count
+    idom = np.full(n, -1, dtype=np.int32)
+    idom[order.nodes[1:]] = order.nodes[idom_k[1:]]
+    depth = np.zeros(n, dtype=np.int32)
+    depth[order.nodes] = depth_k
+    retained = np.zeros(n, dtype=np.int64)
+    retained[order.nodes] = retained_k
+    del order, idom_k, depth_k, sizes_k, retained_k
+    give_back()
+    return DominatorTree(idom, parent, parent_edge, depth, retained)
+
+
+def _breadth_first(
+    graph: HeapGraph, strong: np.ndarray, root: int, first: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, _Order]:
+    """Return the breadth-first parent and parent edge of every node (-1: none) and the order
+    of the visit; of several edges found in one level to a node, the first one wins.
+
+    With `first` (edges leaving `root`), the nodes they lead to are visited, and everything
+    they reach, before the rest of the graph is visited from `root`.
+    """
+    import numpy as np
+
+    n, first_edge, to = graph.node_count, graph.first_edge, graph.edge_to
+    parent = np.full(n, -1, dtype=np.int32)
+    parent_edge = np.full(n, -1, dtype=np.int64 if len(to) >= 2**31 else np.int32)
+    rank = np.full(n, -1, dtype=np.int32)
+    rank[root] = 0
+    found, levels = [np.array([root])], [0, 1]
+    starts = [np.array([root], dtype=np.int64)]
+    if first is not None and len(first):
+        chosen = first[np.sort(np.unique(to[first], return_index=True)[1])]
+        chosen = chosen[to[chosen] != root]
+        frontier = to[chosen].astype(np.int64)
+        parent[frontier], parent_edge[frontier] = root, chosen
+        rank[frontier] = np.arange(1, 1 + len(frontier))
+        found.append(frontier)
+        levels.append(1 + len(frontier))
+        starts.insert(0, frontier)
+    for frontier in starts:
+        while len(frontier):
+            level = []
+            counts = first_edge[frontier + 1] - first_edge[frontier]
+            ends = np.cumsum(counts)
+            lo = 0
+            while lo < len(frontier):  # about CHUNK edges at a time, in the frontier's order
+                hi = max(int(np.searchsorted(ends, ends[lo] - counts[lo] + CHUNK)), lo + 1)
+                chunk = frontier[lo:hi]
+                level.append(_visit(chunk, first_edge, to, strong, rank, parent, parent_edge))
+                rank[level[-1]] = 0  # found: a later chunk's edges to it come second
+                lo = hi
+            frontier = np.concatenate(level) if level else frontier[:0]
+            rank[frontier] = np.arange(levels[-1], levels[-1] + len(frontier))
+            found.append(frontier)
+            levels.append(levels[-1] + len(frontier))
+    nodes = np.concatenate(found).astype(np.int32)
+    return parent, parent_edge, _Order(nodes, rank, np.array(levels[:-1], dtype=np.int64))
+
+
+def _visit(
+    frontier: np.ndarray,
+    first_edge: np.ndarray,
+    to: np.ndarray,
+    strong: np.ndarray,
+    rank: np.ndarray,
+    parent: np.ndarray,
+    parent_edge: np.ndarray,
+) -> np.ndarray:
+    """Return the nodes not visited yet (`rank` -1) that the strong edges of `frontier` lead
+    to, setting their parent and parent edge: of several edges to a node, the first one in
+    the frontier's order."""
+    import numpy as np
+
+    begin = first_edge[frontier]
+    counts = first_edge[frontier + 1] - begin
+    owner = np.repeat(frontier, counts)
+    offsets = np.repeat(begin - np.cumsum(counts) + counts, counts) + np.arange(len(owner))
+    keep = strong[offsets]
+    keep &= rank[to[offsets]] < 0
+    owner, offsets = owner[keep], offsets[keep]
+    targets = to[offsets].astype(np.int64)
+    slot = np.argsort(targets, kind="stable")  # stable: the first edge found comes first
+    targets, owner, offsets = targets[slot], owner[slot], offsets[slot]
+    head = np.r_[True, targets[1:] != targets[:-1]][: len(targets)]
+    found: np.ndarray = targets[head]
+    parent[found] = owner[head]
+    parent_edge[found] = offsets[head]
+    return found
+
+
+def user_root_paths(graph: HeapGraph, root: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Return per node a retainer and the edge from it on a shortest path from the JavaScript
+    global objects (the root's shortcut edges), or from the root where none reaches it.
+
+    These are the paths Chrome DevTools shows: a Set held both by a global variable and by a
+    stack slot of the code running is reached through the variable, which has a name.
+    """
+    import numpy as np
+
+    strong = graph.edge_type != graph.edge_code("weak")
+    edges = np.arange(int(graph.first_edge[root]), int(graph.first_edge[root + 1]))
+    shortcuts = edges[graph.edge_type[edges] == graph.edge_code("shortcut")]
+    parent, parent_edge, _ = _breadth_first(graph, strong, root, shortcuts)
+    return parent, parent_edge
+
+
+def _retainer_pairs(
+    graph: HeapGraph, strong: np.ndarray, order: _Order
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (target, retainer) numbers of the strong edges into nodes with two or more
+    retainers, sorted by target (then retainer); self-references and unreached retainers
+    left out. Two passes over the edges, about CHUNK at a time: the retainers counted per
+    target, then the pairs of the targets with two or more, as one sorted 64-bit key each."""
+    import numpy as np
+
+    n = len(order.nodes)
+    retainers = np.zeros(n, dtype=np.int32)
+    for _, dst in _strong_pairs(graph, strong, order):
+        retainers += np.bincount(dst, minlength=n).astype(np.int32)
+    many = retainers > 1
+    del retainers
+    keys = []
+    for src, dst in _strong_pairs(graph, strong, order):
+        multi = many[dst]
+        keys.append((dst[multi].astype(np.int64) << 32) | src[multi].astype(np.int64))
+    key = np.concatenate(keys) if keys else np.empty(0, dtype=np.int64)
+    del keys
+    key.sort()
+    targets = (key >> 32).astype(np.int32)
+    key &= 0xFFFFFFFF
+    return targets, key.astype(np.int32)
+
+
+def _strong_pairs(
+    graph: HeapGraph, strong: np.ndarray, order: _Order
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield (retainer, target) numbers of the strong edges between reached nodes, not to the
+    root nor to themselves, about CHUNK edges at a time."""
+    import numpy as np
+
+    first_edge = graph.first_edge
+    n = graph.node_count
+    a = 0
+    while a < n:
+        b = max(int(np.searchsorted(first_edge, first_edge[a] + CHUNK, side="right")) - 1, a + 1)
+        b = min(b, n)
+        lo, hi = int(first_edge[a]), int(first_edge[b])
+        src = np.repeat(order.rank[a:b], np.diff(first_edge[a : b + 1]))
+        dst = order.rank[graph.edge_to[lo:hi]]
+        keep = strong[lo:hi] & (src >= 0) & (dst > 0) & (src != dst)
+        yield src[keep], dst[keep]
+        a = b
+
+
+def _refine(idom: np.ndarray, targets: np.ndarray, preds: np.ndarray, levels: np.ndarray) -> None:
+    """Lower `idom` (by number, in place) to the dominators: one pass setting each target to
+    the common ancestor of its retainers, slice after slice of levels, then rounds over the
+    targets whose answer may still move.
+
+    A target whose retainers all come before its slice reads only values this pass has
+    already settled, and nothing it read changes later in the pass. Only the targets with a
+    retainer in their own slice or after it (`ahead`) can be wrong at the pass's end, unless
+    the root dominates them already (a dominator only ever moves up). When a round changes
+    nodes, the targets with a retainer under one of them are looked at again."""
+    import numpy as np
+
+    if not len(targets):
+        return
+    bounds = np.searchsorted(targets, levels)
+    cuts = [0]
+    for at in bounds[1:].tolist():  # slices of whole levels, each of SLICE_PAIRS or more
+        if at - cuts[-1] >= SLICE_PAIRS:
+            cuts.append(at)
+    if cuts[-1] != len(targets):
+        cuts.append(len(targets))
+    ahead = np.zeros(len(idom), dtype=bool)
+    for lo, hi in pairwise(cuts):
+        t, p = targets[lo:hi], preds[lo:hi]
+        _settle(idom, t, p)
+        ahead[t[p >= t[0]]] = True
+    ahead[idom <= 0] = False
+    pick = ahead[targets]
+    while pick.any():
+        changed = _settle(idom, targets[pick], preds[pick])
+        if not len(changed):
+            return
+        under = _below(idom, changed, levels)
+        pick = ahead[targets]
+        pick[np.flatnonzero(under[preds])] = True
+        pick = _whole_groups(targets, pick)
+
+
+def _whole_groups(targets: np.ndarray, pick: np.ndarray) -> np.ndarray:
+    """Return `pick` widened to every pair of each target it picks one pair of."""
+    import numpy as np
+
+    chosen = np.zeros(int(targets[-1]) + 1, dtype=bool)
+    chosen[targets[pick]] = True
+    widened: np.ndarray = chosen[targets]
+    return widened
+
+
+def _below(idom: np.ndarray, changed: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Return a mask of the nodes at or under any `changed` node in the tree `idom` (by
+    number), level by level."""
+    import numpy as np
+
+    mark = np.zeros(len(idom), dtype=bool)
+    mark[changed] = True
+    for lo, hi in pairwise(levels[1:].tolist()):
+        mark[lo:hi] |= mark[idom[lo:hi]]
+    return mark
+
+
+def _settle(idom: np.ndarray, targets: np.ndarray, preds: np.ndarray) -> np.ndarray:
+    """Set each target's `idom` to the common ancestor of its retainers; return the targets
+    that changed. Whole targets at a time, about CHUNK pairs each: a later chunk reads what
+    an earlier one set, which only brings the answer sooner (a dominator only moves up)."""
+    import numpy as np
+
+    found = []
+    lo = 0
+    while lo < len(targets):
+        hi = min(lo + CHUNK, len(targets))
+        if hi < len(targets):  # end at a target's first pair: its group stays whole
+            hi = int(np.searchsorted(targets, targets[hi], side="left"))
+            if hi <= lo:
+                hi = int(np.searchsorted(targets, targets[lo], side="right"))
+        nodes, ancestors = _common_ancestors(idom, targets[lo:hi], preds[lo:hi])
+        moved = idom[nodes] != ancestors
+        changed = nodes[moved]
+        idom[changed] = ancestors[moved]
+        found.append(changed)
+        lo = hi
+    result: np.ndarray = np.concatenate(found) if found else targets[:0]
+    return result
+
+
+def _common_ancestors(
+    idom: np.ndarray, targets: np.ndarray, preds: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the targets (sorted, unique) and the common ancestor of each one's retainers in
+    the tree `idom`: the retainers of a target are met two by two, as a tournament, so a
+    target with many retainers takes a few rounds and no finger waits for another."""
+    import numpy as np
+
+    new_target = np.r_[True, targets[1:] != targets[:-1]]
+    heads = np.flatnonzero(new_target)
+    result = preds[heads].copy()
+    group = np.cumsum(new_target, dtype=np.int32) - 1
+    del new_target
+    fingers = preds
+    while True:
+        sizes = np.bincount(group, minlength=len(heads))
+        left = sizes[group] > 1  # groups of one are done: their finger is the answer
+        if not left.any():
+            return targets[heads], result
+        group, fingers = group[left], fingers[left]
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).astype(np.int32)
+        runs = np.diff(np.r_[starts, np.int32(len(group))])
+        place = np.arange(len(group), dtype=np.int32) - np.repeat(starts, runs)
+        first = np.flatnonzero(place % 2 == 0)
+        pair = first + 1 < len(group)
+        pair[pair] = group[first[pair] + 1] == group[first[pair]]
+        met = fingers[first].copy()
+        met[pair] = _meet(idom, fingers[first[pair]], fingers[first[pair] + 1])
+        group, fingers = group[first], met
+        result[group] = fingers
+
+
+def _meet(idom: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Return the common ancestors of `a[i]` and `b[i]` in the tree `idom`, numbers decreasing
+    towards the root: the finger with the larger number cannot be an ancestor of the other,
+    so it moves up (Cooper, Harvey and Kennedy's intersect)."""
+    import numpy as np
+
+    a, b = a.copy(), b.copy()
+    apart = np.flatnonzero(a != b)
+    while len(apart):
+        x, y = a[apart], b[apart]
+        up = x > y
+        a[apart[up]] = idom[x[up]]
+        b[apart[~up]] = idom[y[~up]]
+        apart = apart[a[apart] != b[apart]]
+    return a
+
+
+def _depths(idom: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Return each node's depth in the tree `idom` (by number), level by level: a node's
+    dominator is on a shallower level, so its depth is known when the level is reached."""
+    import numpy as np
+
+    depth = np.zeros(len(idom), dtype=np.int32)
+    for lo, hi in pairwise(levels[1:].tolist()):
+        depth[lo:hi] = depth[idom[lo:hi]] + 1
+    return depth
+
+
+def _retained(idom: np.ndarray, levels: np.ndarray, self_size: np.ndarray) -> np.ndarray:
+    """Return subtree sums of `self_size` in the tree `idom` (by number), deepest level first:
+    a node's dominated nodes all lie on deeper levels, so its sum is whole when it is added."""
+    import numpy as np
+
+    retained = self_size.copy()
+    for lo, hi in reversed(list(pairwise(levels[1:].tolist()))):
+        up = idom[lo:hi]
+        base = int(up.min())
+        if lo - base <= 8 * (hi - lo):  # a dense range of dominators: one bincount
+            sums = np.bincount(up - base, weights=retained[lo:hi], minlength=lo - base)
+            retained[base:lo] += sums.astype(np.int64)
+        else:
+            np.add.at(retained, up, retained[lo:hi])
+    return retained

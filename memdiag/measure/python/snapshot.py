@@ -1,0 +1,324 @@
+"""Takes a snapshot of the current process: RSS, USS, Python heap, sites, types, GC.
+
+Runs inside the measured child, standard library only. Sites come from tracemalloc (started
+by the caller with the frames wanted); types from the garbage collector's objects plus the
+objects they refer to directly, since strings, bytes and numbers are never tracked by the
+GC and are often exactly what leaks (error messages, buffers).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from memdiag.measure.process.rollup import uss_bytes
+from memdiag.versions import SCHEMA_VERSION
+
+# Enough sites that a leak still small at the first snapshot is already in the list.
+SITES_KEPT = 500
+# pymalloc's largest block: a call traced in slices samples blocks up to this size only.
+SMALL_BLOCK = 512
+# memdiag's own allocations in the child (this capture, the child entry) are not the job's.
+_OWN_DIR = os.path.dirname(os.path.abspath(__file__))
+_SKIPPED_FILES = (tracemalloc.__file__, "<frozen importlib._bootstrap>", "<unknown>")
+
+
+def type_name(kind: type) -> str:
+    """Return `module.QualName` for a class, the bare name for builtins."""
+    module = getattr(kind, "__module__", "builtins")
+    name = getattr(kind, "__qualname__", kind.__name__)
+    return name if module == "builtins" else f"{module}.{name}"
+
+
+def live_objects(skip: set[int] | None = None) -> list[Any]:
+    """Return the GC's objects plus the untracked objects they refer to, each once; not
+    the containers whose ids are in `skip`, nor what only they refer to."""
+    tracked = gc.get_objects()
+    if skip:
+        tracked = [obj for obj in tracked if id(obj) not in skip]
+    seen: dict[int, Any] = {}
+    frontier: Iterable[Any] = gc.get_referents(*tracked)
+    # Two levels: a str inside an untracked tuple (untracked: it holds only atomics) counts.
+    for _ in range(2):
+        containers = []
+        for obj in frontier:
+            if not gc.is_tracked(obj) and id(obj) not in seen:
+                seen[id(obj)] = obj
+                if type(obj) in (tuple, dict):
+                    containers.append(obj)
+        frontier = gc.get_referents(*containers) if containers else ()
+    tracked.extend(seen.values())
+    return tracked
+
+
+def type_stats(objects: list[Any], large: list[list[int]] | None = None) -> list[dict[str, Any]]:
+    """Return [{name, count, size_bytes}] per type, largest total size first; with `large`,
+    append [id, size] to it for each object of at least LARGE_BYTES (a collection's own
+    table counts in its size: `owners.table_growth` follows them from snapshot to snapshot)."""
+    counts: dict[type, int] = {}
+    sizes: dict[type, int] = {}
+    getsizeof = sys.getsizeof
+    for obj in objects:
+        kind = type(obj)
+        counts[kind] = counts.get(kind, 0) + 1
+        try:
+            size = getsizeof(obj)
+        except TypeError:  # a C object without a size: count it anyway
+            sizes.setdefault(kind, 0)
+            continue
+        sizes[kind] = sizes.get(kind, 0) + size
+        if large is not None and size >= LARGE_BYTES:
+            large.append([id(obj), size])
+    merged: dict[str, list[int]] = {}
+    for kind, count in counts.items():
+        entry = merged.setdefault(type_name(kind), [0, 0])
+        entry[0] += count
+        entry[1] += sizes[kind]
+    rows = [{"name": n, "count": c, "size_bytes": s} for n, (c, s) in merged.items()]
+    return sorted(rows, key=lambda r: -r["size_bytes"])
+
+
+def _is_own(filename: str) -> bool:
+    return filename.startswith(_OWN_DIR) or filename in _SKIPPED_FILES
+
+
+def site_stats(snapshot: tracemalloc.Snapshot, keep: int = SITES_KEPT) -> list[dict[str, Any]]:
+    """Return the `keep` largest allocation lines, each with its largest traceback, and the
+    part of each in blocks of at most SMALL_BLOCK bytes (`small_bytes`, `small_count`).
+
+    Grouped by the allocating line, not the whole traceback: one line called from many
+    places is one site, shown with the call path that holds the most of it. The traces are
+    read as tracemalloc's own `Snapshot.statistics` reads them (its tuples of domain, size,
+    frames most recent first, and frame count): a Trace object per trace would cost more
+    than the grouping.
+    """
+    by_line: dict[tuple[str, int], list[int]] = {}  # size, count, small size, small count
+    paths: dict[tuple[Any, ...], int] = {}
+    raw: list[tuple[int, int, Any, int]] = snapshot.traces._traces  # type: ignore[attr-defined]
+    for _, size, frames, _ in raw:
+        filename, lineno = frames[0]
+        if _is_own(filename):
+            continue
+        entry = by_line.get((filename, lineno))
+        if entry is None:
+            entry = by_line[(filename, lineno)] = [0, 0, 0, 0]
+        entry[0] += size
+        entry[1] += 1
+        if size <= SMALL_BLOCK:
+            entry[2] += size
+            entry[3] += 1
+        paths[frames] = paths.get(frames, 0) + size
+    largest: dict[tuple[str, int], tuple[int, tuple[Any, ...]]] = {}
+    for frames, size in paths.items():
+        best = largest.get(frames[0])
+        if best is None or size > best[0]:
+            largest[frames[0]] = (size, frames)
+    top = sorted(by_line.items(), key=lambda item: -item[1][0])[:keep]
+    return [
+        {
+            "traceback": [[f, n] for f, n in reversed(largest[line][1])],
+            "size_bytes": size,
+            "count": count,
+            "small_bytes": small,
+            "small_count": small_count,
+        }
+        for line, (size, count, small, small_count) in top
+    ]
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def capture(label: str, phase: str | None = None, types: bool = True) -> dict[str, Any]:
+    """Return a snapshot of this process as the JSON form of `memdiag.model.Snapshot`.
+
+    Collects garbage first: a cycle waiting for the collector is not a leak. Sites and
+    types are computed in a forked copy of the process (see `in_fork`).
+    """
+    data = _process_figures(label, phase)
+    data.update(_in_fork(tracemalloc.is_tracing(), types))
+    return data
+
+
+def _process_figures(label: str, phase: str | None) -> dict[str, Any]:
+    """Return the figures read in the process itself, after a full collection."""
+    gc.collect()
+    traced = tracemalloc.is_tracing()
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "snapshot",
+        "label": label,
+        "time_s": time.time(),
+        "phase": phase,
+        "pid": os.getpid(),
+        "rss_bytes": _rss_bytes(),
+        "uss_bytes": uss_bytes(),
+        "heap_bytes": tracemalloc.get_traced_memory()[0] if traced else None,
+        "tracemalloc_bytes": tracemalloc.get_tracemalloc_memory() if traced else None,
+        "frames": tracemalloc.get_traceback_limit() if traced else 0,
+        "gc_counts": list(gc.get_count()),
+        "gc_collections": [s["collections"] for s in gc.get_stats()],
+    }
+
+
+class Background:
+    """Snapshots whose sites and types are computed in a forked copy while the job goes on.
+
+    The job waits only for the collection and the fork; the copy, a consistent picture of
+    the heap at that moment, counts the objects on the other core and writes the snapshot
+    file itself (atomically). One copy at a time: `take` waits for the previous one. The
+    Python heap is then the live objects' sizes (`heap_basis` "objects"), the same figure in
+    every snapshot whether tracemalloc runs or not.
+    """
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.waited_s = 0.0  # the job's time waiting for a copy to finish
+
+    def take(
+        self, path: str, label: str, extra: dict[str, Any], untracked_ids: str | None = None
+    ) -> None:
+        """Start the snapshot `label`, written to `path` with `extra` fields added; with
+        `untracked_ids`, the ids of the untracked objects counted are written there too."""
+        self.wait()
+        data = {**_process_figures(label, None), **extra, "heap_basis": "objects"}
+        traced = tracemalloc.is_tracing()
+
+        def count_and_write() -> None:
+            _idle()  # the job's next call runs meanwhile: the copy takes only spare CPU
+            begun = time.perf_counter()
+            data.update(_contents(traced, True, untracked_ids, large=True))
+            data["heap_bytes"] = sum(t["size_bytes"] for t in data["types"])
+            data["copy_s"] = round(time.perf_counter() - begun, 4)
+            tmp = f"{path}.tmp"
+            with open(tmp, "w") as out:
+                json.dump(data, out)
+            os.replace(tmp, path)
+
+        self.pid = fork_copy(count_and_write)
+
+    def wait(self) -> None:
+        """Wait for the snapshot in progress; raise when its copy failed."""
+        if self.pid is None:
+            return
+        pid, self.pid = self.pid, None
+        begun = time.perf_counter()
+        _normal(pid)  # the job now waits for it: back to a normal share where allowed
+        reap(pid)
+        self.waited_s += time.perf_counter() - begun
+
+
+def _idle() -> None:
+    """Put this process under SCHED_IDLE: it runs only on a core nothing else wants."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (OSError, AttributeError):
+        pass
+
+
+def _normal(pid: int) -> None:
+    """Put `pid` back under the normal policy (allowed to root; else it stays idle-only,
+    which costs nothing while the job waits for it on an otherwise idle core)."""
+    try:
+        os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
+    except (OSError, AttributeError):
+        pass
+
+
+# Objects this large are listed by id in the snapshots of `leaks` (`large_objects`).
+LARGE_BYTES = 64 * 1024
+
+
+def _contents(
+    traced: bool, types: bool, untracked_ids: str | None = None, large: bool = False
+) -> dict[str, Any]:
+    # Sites first, and the raw snapshot dropped before the types are counted: its million
+    # trace tuples are not the job's objects.
+    snap = tracemalloc.take_snapshot() if traced else None
+    tracemalloc.stop()
+    sites = site_stats(snap) if snap is not None else []
+    del snap
+    if not types:
+        return {"sites": sites, "types": []}
+    objects = live_objects(skip=_containers(sites) if sites else None)  # not the job's
+    if untracked_ids:
+        from memdiag.measure.python.untraced import write_ids
+
+        write_ids(untracked_ids, (id(obj) for obj in objects if not gc.is_tracked(obj)))
+    if not large:
+        return {"sites": sites, "types": type_stats(objects)}
+    listed: list[list[int]] = []
+    return {"sites": sites, "types": type_stats(objects, listed), "large_objects": listed}
+
+
+def _containers(data: Any) -> set[int]:
+    """Return the ids of the lists and dicts in `data`, a JSON-like structure."""
+    found: set[int] = set()
+    stack = [data]
+    while stack:
+        obj = stack.pop()
+        if isinstance(obj, list | dict):
+            found.add(id(obj))
+            stack.extend(obj.values() if isinstance(obj, dict) else obj)
+    return found
+
+
+def _in_fork(traced: bool, types: bool) -> dict[str, Any]:
+    return in_fork(lambda: _contents(traced, types))
+
+
+def in_fork(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Return `compute()`, run in a forked copy of this process and sent back as JSON.
+
+    Under tracemalloc every allocation of the computation itself would be traced, 5 to 10
+    times slower: the copy may stop tracing once it has read what it needs, and whatever
+    it allocates never reaches the job's process and heap.
+    """
+    read_fd, write_fd = os.pipe()
+
+    def compute_and_send() -> None:
+        os.close(read_fd)
+        payload = json.dumps(compute()).encode()
+        with os.fdopen(write_fd, "wb") as out:
+            out.write(payload)
+
+    pid = fork_copy(compute_and_send)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as source:
+        payload = source.read()
+    reap(pid, failed=not payload)
+    result: dict[str, Any] = json.loads(payload)
+    return result
+
+
+def fork_copy(work: Callable[[], None]) -> int:
+    """Return the pid of a forked copy of this process that runs `work` with the collector
+    off, prints the traceback if it fails, and exits without running any cleanup."""
+    pid = os.fork()
+    if pid == 0:  # the copy
+        code = 0
+        try:
+            gc.disable()
+            work()
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        os._exit(code)
+    return pid
+
+
+def reap(pid: int, failed: bool = False) -> None:
+    """Wait for the copy `pid`; raise when it (or, `failed`, what it sent) failed."""
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or failed:
+        raise RuntimeError("a snapshot's forked copy failed (its traceback is above)")
