@@ -6,6 +6,7 @@ graphs by hand whose dominators are known.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -54,7 +55,7 @@ def graph(edges: list[tuple[int, int]], sizes: list[int], weak: tuple[int, ...] 
     n = len(sizes)
     ordered = sorted(range(len(edges)), key=lambda i: edges[i][0])
     counts = np.bincount([edges[i][0] for i in ordered], minlength=n)
-    first = np.zeros(n + 1, dtype=np.int64)
+    first = np.zeros(n + 1, dtype=np.int32)  # as the reader keeps them
     np.cumsum(counts, out=first[1:])
     return HeapGraph(
         node_types=["hidden", "object", "synthetic"],
@@ -62,7 +63,7 @@ def graph(edges: list[tuple[int, int]], sizes: list[int], weak: tuple[int, ...] 
         node_type=np.array([2] + [1] * (n - 1), dtype=np.uint8),
         node_name=np.zeros(n, dtype=np.uint32),
         node_id=np.arange(1, 2 * n, 2, dtype=np.uint32),
-        self_size=np.array(sizes, dtype=np.int64),
+        self_size=np.array(sizes, dtype=np.uint32),
         first_edge=first,
         edge_type=np.array([1 if i in weak else 0 for i in ordered], dtype=np.uint8),
         edge_name=np.zeros(len(edges), dtype=np.uint32),
@@ -147,6 +148,35 @@ def test_a_cut_or_foreign_file_is_one_line_and_exit_2(
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "not a complete V8" in proc.stderr
+
+
+def test_a_field_too_large_for_its_column_is_widened(tmp_path: Path) -> None:
+    # Sizes are kept in 32 bits: an object of 5 GB (an ArrayBuffer's backing store) must
+    # widen the column, in whichever block of the section it comes.
+    meta = {
+        "node_fields": ["type", "name", "id", "self_size", "edge_count"],
+        "node_types": [["synthetic", "object"], "string", "number", "number", "number"],
+        "edge_fields": ["type", "name_or_index", "to_node"],
+        "edge_types": [["property"], "string_or_number", "node"],
+    }
+    big = 5 * 2**30
+    nodes = [0, 0, 1, 0, 1, 1, 1, 3, 16, 1, 1, 1, 5, big, 0]
+    edges = [0, 1, 5, 0, 1, 10]
+    text = json.dumps(
+        {
+            "snapshot": {"meta": meta, "node_count": 3, "edge_count": 2},
+            "nodes": nodes,
+            "edges": edges,
+            "strings": ["", "x"],
+        },
+        separators=(",", ":"),
+    )
+    (tmp_path / "big.heapsnapshot").write_text(text)
+    graph = read_heapsnapshot(tmp_path / "big.heapsnapshot")
+    assert graph.self_size.tolist() == [0, 16, big]
+    assert graph.first_edge.tolist() == [0, 1, 2, 2]
+    tree = dominator_tree(graph)
+    assert tree.retained.tolist() == [big + 16, big + 16, big]
 
 
 def test_diff_of_two_heapsnapshots_names_the_growth_by_constructor(
@@ -296,7 +326,6 @@ def test_a_holder_whose_collection_was_lost_between_snapshots_names_the_collecti
 def test_the_string_table_reads_as_json_does(tmp_path: Path) -> None:
     """Strings are decoded when asked for, from the file's text: escaped quotes and
     backslashes, control characters, non-ASCII and astral characters, lone surrogates."""
-    import json
 
     names = ['a"b', "back\\slash", 'both\\"', "tab\there", "line\nbreak", "é ü 中", "\U0001f600"]
     job = tmp_path / "job.js"

@@ -17,6 +17,7 @@ confirms. A node with one retainer is dominated by it. Weak edges do not retain.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
@@ -67,6 +68,7 @@ def dominator_tree(graph: HeapGraph, root: int = 0) -> DominatorTree:
 
     strong = graph.edge_type != graph.edge_code("weak")
     parent, parent_edge, order = _breadth_first(graph, strong, root)
+    assert order is not None
     give_back()  # each stage's temporaries, before the next stage's (glibc keeps them)
     idom_k = order.rank[parent[order.nodes]]  # by number: the breadth-first tree, root -1
     idom_k[0] = -1
@@ -92,10 +94,15 @@ def dominator_tree(graph: HeapGraph, root: int = 0) -> DominatorTree:
 
 
 def _breadth_first(
-    graph: HeapGraph, strong: np.ndarray, root: int, first: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray, _Order]:
+    graph: HeapGraph,
+    strong: np.ndarray,
+    root: int,
+    first: np.ndarray | None = None,
+    keep_order: bool = True,
+) -> tuple[np.ndarray, np.ndarray, _Order | None]:
     """Return the breadth-first parent and parent edge of every node (-1: none) and the order
-    of the visit; of several edges found in one level to a node, the first one wins.
+    of the visit (None without `keep_order`); of several edges found in one level to a
+    node, the first one wins.
 
     With `first` (edges leaving `root`), the nodes they lead to are visited, and everything
     they reach, before the rest of the graph is visited from `root`.
@@ -107,7 +114,7 @@ def _breadth_first(
     parent_edge = np.full(n, -1, dtype=np.int64 if len(to) >= 2**31 else np.int32)
     rank = np.full(n, -1, dtype=np.int32)
     rank[root] = 0
-    found, levels = [np.array([root])], [0, 1]
+    found, levels = [np.array([root], dtype=np.int32)], [0, 1]
     starts = [np.array([root], dtype=np.int64)]
     if first is not None and len(first):
         chosen = first[np.sort(np.unique(to[first], return_index=True)[1])]
@@ -115,14 +122,14 @@ def _breadth_first(
         frontier = to[chosen].astype(np.int64)
         parent[frontier], parent_edge[frontier] = root, chosen
         rank[frontier] = np.arange(1, 1 + len(frontier))
-        found.append(frontier)
+        found.append(frontier.astype(np.int32))
         levels.append(1 + len(frontier))
         starts.insert(0, frontier)
     for frontier in starts:
         while len(frontier):
             level = []
             counts = first_edge[frontier + 1] - first_edge[frontier]
-            ends = np.cumsum(counts)
+            ends = np.cumsum(counts, dtype=first_edge.dtype)  # int32 where the offsets are
             lo = 0
             while lo < len(frontier):  # about CHUNK edges at a time, in the frontier's order
                 hi = max(int(np.searchsorted(ends, ends[lo] - counts[lo] + CHUNK)), lo + 1)
@@ -131,10 +138,15 @@ def _breadth_first(
                 rank[level[-1]] = 0  # found: a later chunk's edges to it come second
                 lo = hi
             frontier = np.concatenate(level) if level else frontier[:0]
+            del level
             rank[frontier] = np.arange(levels[-1], levels[-1] + len(frontier))
-            found.append(frontier)
+            if keep_order:  # int32: the whole visit is kept until the end
+                found.append(frontier.astype(np.int32, copy=False))
             levels.append(levels[-1] + len(frontier))
-    nodes = np.concatenate(found).astype(np.int32)
+    if not keep_order:
+        return parent, parent_edge, None
+    nodes = np.concatenate(found)
+    del found
     return parent, parent_edge, _Order(nodes, rank, np.array(levels[:-1], dtype=np.int64))
 
 
@@ -163,7 +175,7 @@ def _visit(
     slot = np.argsort(targets, kind="stable")  # stable: the first edge found comes first
     targets, owner, offsets = targets[slot], owner[slot], offsets[slot]
     head = np.r_[True, targets[1:] != targets[:-1]][: len(targets)]
-    found: np.ndarray = targets[head]
+    found: np.ndarray = targets[head].astype(np.int32)  # a level is kept whole: 4 bytes a node
     parent[found] = owner[head]
     parent_edge[found] = offsets[head]
     return found
@@ -181,7 +193,7 @@ def user_root_paths(graph: HeapGraph, root: int = 0) -> tuple[np.ndarray, np.nda
     strong = graph.edge_type != graph.edge_code("weak")
     edges = np.arange(int(graph.first_edge[root]), int(graph.first_edge[root + 1]))
     shortcuts = edges[graph.edge_type[edges] == graph.edge_code("shortcut")]
-    parent, parent_edge, _ = _breadth_first(graph, strong, root, shortcuts)
+    parent, parent_edge, _ = _breadth_first(graph, strong, root, shortcuts, keep_order=False)
     return parent, parent_edge
 
 
@@ -199,17 +211,22 @@ def _retainer_pairs(
     for _, dst in _strong_pairs(graph, strong, order):
         retainers += np.bincount(dst, minlength=n).astype(np.int32)
     many = retainers > 1
+    key = np.empty(int(retainers[many].sum(dtype=np.int64)), dtype=np.int64)
     del retainers
-    keys = []
+    at = 0
     for src, dst in _strong_pairs(graph, strong, order):
         multi = many[dst]
-        keys.append((dst[multi].astype(np.int64) << 32) | src[multi].astype(np.int64))
-    key = np.concatenate(keys) if keys else np.empty(0, dtype=np.int64)
-    del keys
+        part = key[at : at + int(np.count_nonzero(multi))]
+        np.left_shift(dst[multi], 32, out=part, dtype=np.int64)
+        part |= src[multi]
+        at += len(part)
     key.sort()
-    targets = (key >> 32).astype(np.int32)
-    key &= 0xFFFFFFFF
-    return targets, key.astype(np.int32)
+    # Numbers are under 2**31: a key's two halves, read as int32, are target and retainer.
+    halves = key.view(np.int32).reshape(-1, 2)
+    low = 0 if sys.byteorder == "little" else 1
+    targets, preds = halves[:, 1 - low].copy(), halves[:, low].copy()
+    del halves, key
+    return targets, preds
 
 
 def _strong_pairs(
@@ -262,7 +279,7 @@ def _refine(idom: np.ndarray, targets: np.ndarray, preds: np.ndarray, levels: np
     ahead[idom <= 0] = False
     pick = ahead[targets]
     while pick.any():
-        changed = _settle(idom, targets[pick], preds[pick])
+        changed = _settle(idom, targets, preds, pick)
         if not len(changed):
             return
         under = _below(idom, changed, levels)
@@ -293,10 +310,13 @@ def _below(idom: np.ndarray, changed: np.ndarray, levels: np.ndarray) -> np.ndar
     return mark
 
 
-def _settle(idom: np.ndarray, targets: np.ndarray, preds: np.ndarray) -> np.ndarray:
-    """Set each target's `idom` to the common ancestor of its retainers; return the targets
-    that changed. Whole targets at a time, about CHUNK pairs each: a later chunk reads what
-    an earlier one set, which only brings the answer sooner (a dominator only moves up)."""
+def _settle(
+    idom: np.ndarray, targets: np.ndarray, preds: np.ndarray, pick: np.ndarray | None = None
+) -> np.ndarray:
+    """Set each target's `idom` to the common ancestor of its retainers (of the pairs in
+    `pick` only, whole targets); return the targets that changed. Whole targets at a time,
+    about CHUNK pairs each: a later chunk reads what an earlier one set, which only brings
+    the answer sooner (a dominator only moves up)."""
     import numpy as np
 
     found = []
@@ -307,12 +327,17 @@ def _settle(idom: np.ndarray, targets: np.ndarray, preds: np.ndarray) -> np.ndar
             hi = int(np.searchsorted(targets, targets[hi], side="left"))
             if hi <= lo:
                 hi = int(np.searchsorted(targets, targets[lo], side="right"))
-        nodes, ancestors = _common_ancestors(idom, targets[lo:hi], preds[lo:hi])
+        t, p = targets[lo:hi], preds[lo:hi]
+        if pick is not None:  # picked per chunk, not copied whole
+            t, p = t[pick[lo:hi]], p[pick[lo:hi]]
+        lo = hi
+        if not len(t):
+            continue
+        nodes, ancestors = _common_ancestors(idom, t, p)
         moved = idom[nodes] != ancestors
         changed = nodes[moved]
         idom[changed] = ancestors[moved]
         found.append(changed)
-        lo = hi
     result: np.ndarray = np.concatenate(found) if found else targets[:0]
     return result
 

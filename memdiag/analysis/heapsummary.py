@@ -120,7 +120,8 @@ def largest_retainers(
     # The root's own children (the groups of GC roots, the global object) retain everything.
     candidate = ~np.isin(graph.node_type, list(system)) & (tree.idom >= 0) & (tree.parent > 0)
     idx = np.flatnonzero(candidate)
-    idx = idx[np.argsort(-tree.retained[idx], kind="stable")][: top * 4]
+    del candidate
+    idx = idx[np.argsort(-tree.retained[idx], kind="stable")[: top * 4]]  # no view of the whole
     chosen: dict[int, int] = {}  # node -> its retained bytes, as reported
     for table in idx.tolist():
         node, retained = collection_of(graph, tree, table)

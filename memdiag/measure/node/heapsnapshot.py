@@ -25,7 +25,9 @@ if TYPE_CHECKING:
 BLOCK = 8 * 1024 * 1024
 NODE_FIELDS = ("type", "name", "id", "self_size", "edge_count")
 EDGE_FIELDS = ("type", "name_or_index", "to_node")
-NODE_DTYPES = ["uint8", "uint32", "uint32", "int64", "uint32"]
+# The narrowest type each field fits in as V8 writes it; a column whose values do not fit
+# (an object of 4 GB or more) is widened to int64 while it is read.
+NODE_DTYPES = ["uint8", "uint32", "uint32", "uint32", "uint32"]
 EDGE_DTYPES = ["uint8", "uint32", "uint32"]
 
 
@@ -116,9 +118,13 @@ class _Reader:
 
         give_back()  # the blocks the sections were parsed from
         n_type, n_name, n_id, n_size, n_edges = nodes
-        first_edge = np.zeros(node_count + 1, dtype=np.int64)
+        del nodes
+        # Offsets into the edges: int32 while they leave room for a chunk's reach past the end.
+        wide = np.int32 if int(n_edges.sum()) < 2**31 - 2**24 else np.int64
+        first_edge = np.zeros(node_count + 1, dtype=wide)
         np.cumsum(n_edges, out=first_edge[1:])
-        if first_edge[-1] != edge_count:
+        del n_edges
+        if int(first_edge[-1]) != edge_count:
             raise self.fail("edge counts do not add up")
         e_type, e_name, e_to = edges
         e_to //= len(nf)
@@ -220,8 +226,11 @@ class _Reader:
             if done + whole > count:
                 raise self.fail(f"more {key} than the header says")
             rows = values[: whole * width].reshape(whole, width)
-            for column, field in zip(out, keep, strict=True):
-                column[done : done + whole] = rows[:, field]
+            for i, field in enumerate(keep):
+                part = rows[:, field]
+                if len(part) and int(part.max()) > np.iinfo(out[i].dtype).max:
+                    out[i] = out[i].astype(np.int64)
+                out[i][done : done + whole] = part
             done += whole
             carry = values[whole * width :]
         if done != count or len(carry):
