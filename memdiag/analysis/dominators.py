@@ -66,36 +66,36 @@ def dominator_tree(graph: HeapGraph, root: int = 0) -> DominatorTree:
 
     from memdiag.measure.process.rollup import give_back
 
-    strong = graph.edge_type != graph.edge_code("weak")
-    parent, parent_edge, order = _breadth_first(graph, strong, root)
+    # Weak edges do not retain; looked up a chunk at a time (a whole-graph mask is 1 byte an edge).
+    weak = graph.edge_code("weak")
+    parent, parent_edge, order = _breadth_first(graph, weak, root)
     assert order is not None
     give_back()  # each stage's temporaries, before the next stage's (glibc keeps them)
     idom_k = order.rank[parent[order.nodes]]  # by number: the breadth-first tree, root -1
     idom_k[0] = -1
-    targets, preds = _retainer_pairs(graph, strong, order)
-    del strong
+    targets, preds = _retainer_pairs(graph, weak, order)
+    nodes, levels = order.nodes, order.levels
+    del order  # and the ranks: the numbers are all that is used from here
     give_back()
-    _refine(idom_k, targets, preds, order.levels)
+    _refine(idom_k, targets, preds, levels)
     del targets, preds
     give_back()
-    depth_k = _depths(idom_k, order.levels)
-    sizes_k = graph.self_size[order.nodes].astype(np.int64)
-    retained_k = _retained(idom_k, order.levels, sizes_k)
+    # Back from numbers to nodes one array at a time, each number's copy freed before the next.
     n = graph.node_count
-    idom = np.full(n, -1, dtype=np.int32)
-    idom[order.nodes[1:]] = order.nodes[idom_k[1:]]
     depth = np.zeros(n, dtype=np.int32)
-    depth[order.nodes] = depth_k
+    depth[nodes] = _depths(idom_k, levels)
     retained = np.zeros(n, dtype=np.int64)
-    retained[order.nodes] = retained_k
-    del order, idom_k, depth_k, sizes_k, retained_k
+    retained[nodes] = _retained(idom_k, levels, graph.self_size[nodes].astype(np.int64))
+    idom = np.full(n, -1, dtype=np.int32)
+    idom[nodes[1:]] = nodes[idom_k[1:]]
+    del nodes, idom_k
     give_back()
     return DominatorTree(idom, parent, parent_edge, depth, retained)
 
 
 def _breadth_first(
     graph: HeapGraph,
-    strong: np.ndarray,
+    weak: int,
     root: int,
     first: np.ndarray | None = None,
     keep_order: bool = True,
@@ -134,7 +134,9 @@ def _breadth_first(
             while lo < len(frontier):  # about CHUNK edges at a time, in the frontier's order
                 hi = max(int(np.searchsorted(ends, ends[lo] - counts[lo] + CHUNK)), lo + 1)
                 chunk = frontier[lo:hi]
-                level.append(_visit(chunk, first_edge, to, strong, rank, parent, parent_edge))
+                level.append(
+                    _visit(chunk, first_edge, to, graph.edge_type, weak, rank, parent, parent_edge)
+                )
                 rank[level[-1]] = 0  # found: a later chunk's edges to it come second
                 lo = hi
             frontier = np.concatenate(level) if level else frontier[:0]
@@ -154,7 +156,8 @@ def _visit(
     frontier: np.ndarray,
     first_edge: np.ndarray,
     to: np.ndarray,
-    strong: np.ndarray,
+    edge_type: np.ndarray,
+    weak: int,
     rank: np.ndarray,
     parent: np.ndarray,
     parent_edge: np.ndarray,
@@ -168,7 +171,7 @@ def _visit(
     counts = first_edge[frontier + 1] - begin
     owner = np.repeat(frontier, counts)
     offsets = np.repeat(begin - np.cumsum(counts) + counts, counts) + np.arange(len(owner))
-    keep = strong[offsets]
+    keep = edge_type[offsets] != weak
     keep &= rank[to[offsets]] < 0
     owner, offsets = owner[keep], offsets[keep]
     targets = to[offsets].astype(np.int64)
@@ -190,16 +193,14 @@ def user_root_paths(graph: HeapGraph, root: int = 0) -> tuple[np.ndarray, np.nda
     """
     import numpy as np
 
-    strong = graph.edge_type != graph.edge_code("weak")
     edges = np.arange(int(graph.first_edge[root]), int(graph.first_edge[root + 1]))
     shortcuts = edges[graph.edge_type[edges] == graph.edge_code("shortcut")]
-    parent, parent_edge, _ = _breadth_first(graph, strong, root, shortcuts, keep_order=False)
+    weak = graph.edge_code("weak")
+    parent, parent_edge, _ = _breadth_first(graph, weak, root, shortcuts, keep_order=False)
     return parent, parent_edge
 
 
-def _retainer_pairs(
-    graph: HeapGraph, strong: np.ndarray, order: _Order
-) -> tuple[np.ndarray, np.ndarray]:
+def _retainer_pairs(graph: HeapGraph, weak: int, order: _Order) -> tuple[np.ndarray, np.ndarray]:
     """Return (target, retainer) numbers of the strong edges into nodes with two or more
     retainers, sorted by target (then retainer); self-references and unreached retainers
     left out. Two passes over the edges, about CHUNK at a time: the retainers counted per
@@ -208,29 +209,28 @@ def _retainer_pairs(
 
     n = len(order.nodes)
     retainers = np.zeros(n, dtype=np.int32)
-    for _, dst in _strong_pairs(graph, strong, order):
-        retainers += np.bincount(dst, minlength=n).astype(np.int32)
+    for _, dst in _strong_pairs(graph, weak, order):
+        np.add.at(retainers, dst, 1)  # no whole-graph count per chunk
     many = retainers > 1
     key = np.empty(int(retainers[many].sum(dtype=np.int64)), dtype=np.int64)
     del retainers
     at = 0
-    for src, dst in _strong_pairs(graph, strong, order):
+    for src, dst in _strong_pairs(graph, weak, order):
         multi = many[dst]
         part = key[at : at + int(np.count_nonzero(multi))]
         np.left_shift(dst[multi], 32, out=part, dtype=np.int64)
         part |= src[multi]
         at += len(part)
     key.sort()
-    # Numbers are under 2**31: a key's two halves, read as int32, are target and retainer.
+    # Numbers are under 2**31: a key's two halves, read as int32, are target and retainer,
+    # given as views of the sorted keys (copies would double them while they are made).
     halves = key.view(np.int32).reshape(-1, 2)
     low = 0 if sys.byteorder == "little" else 1
-    targets, preds = halves[:, 1 - low].copy(), halves[:, low].copy()
-    del halves, key
-    return targets, preds
+    return halves[:, 1 - low], halves[:, low]
 
 
 def _strong_pairs(
-    graph: HeapGraph, strong: np.ndarray, order: _Order
+    graph: HeapGraph, weak: int, order: _Order
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (retainer, target) numbers of the strong edges between reached nodes, not to the
     root nor to themselves, about CHUNK edges at a time."""
@@ -245,7 +245,7 @@ def _strong_pairs(
         lo, hi = int(first_edge[a]), int(first_edge[b])
         src = np.repeat(order.rank[a:b], np.diff(first_edge[a : b + 1]))
         dst = order.rank[graph.edge_to[lo:hi]]
-        keep = strong[lo:hi] & (src >= 0) & (dst > 0) & (src != dst)
+        keep = (graph.edge_type[lo:hi] != weak) & (src >= 0) & (dst > 0) & (src != dst)
         yield src[keep], dst[keep]
         a = b
 
@@ -404,10 +404,11 @@ def _depths(idom: np.ndarray, levels: np.ndarray) -> np.ndarray:
 
 def _retained(idom: np.ndarray, levels: np.ndarray, self_size: np.ndarray) -> np.ndarray:
     """Return subtree sums of `self_size` in the tree `idom` (by number), deepest level first:
-    a node's dominated nodes all lie on deeper levels, so its sum is whole when it is added."""
+    a node's dominated nodes all lie on deeper levels, so its sum is whole when it is added.
+    The sums are made in `self_size` itself (the caller's copy)."""
     import numpy as np
 
-    retained = self_size.copy()
+    retained = self_size
     for lo, hi in reversed(list(pairwise(levels[1:].tolist()))):
         up = idom[lo:hi]
         base = int(up.min())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +90,7 @@ def summarise(
     count = np.bincount(group[reached], minlength=len(names))
     selfs = np.bincount(group[reached], weights=size[reached], minlength=len(names))
     kept = np.bincount(group[outer], weights=tree.retained[outer], minlength=len(names))
+    del reached, outer, group  # before the retainers' own work
     ranked = np.lexsort((-selfs, -kept))
     system = {graph.type_code(t) for t in SYSTEM_TYPES}
     constructors = [
@@ -118,10 +120,16 @@ def largest_retainers(
     import numpy as np
 
     # The root's own children (the groups of GC roots, the global object) retain everything.
-    candidate = ~np.isin(graph.node_type, list(system)) & (tree.idom >= 0) & (tree.parent > 0)
-    idx = np.flatnonzero(candidate)
-    del candidate
-    idx = idx[np.argsort(-tree.retained[idx], kind="stable")[: top * 4]]  # no view of the whole
+    system_codes = list(system)
+    idx = _largest(
+        tree.retained,
+        lambda lo, hi: (
+            ~np.isin(graph.node_type[lo:hi], system_codes)
+            & (tree.idom[lo:hi] >= 0)
+            & (tree.parent[lo:hi] > 0)
+        ),
+        top * 4,
+    )
     chosen: dict[int, int] = {}  # node -> its retained bytes, as reported
     for table in idx.tolist():
         node, retained = collection_of(graph, tree, table)
@@ -136,6 +144,28 @@ def largest_retainers(
             break
     ranked = sorted(chosen.items(), key=lambda item: -item[1])
     return [retainer(graph, tree, node, retained) for node, retained in ranked]
+
+
+# Nodes looked at a slice at a time where a whole-heap mask or index would be tens of MB.
+SLICE = 1 << 19
+
+
+def _largest(values: np.ndarray, mask: Callable[[int, int], np.ndarray], k: int) -> np.ndarray:
+    """Return the indices of the `k` largest `values` where `mask(lo, hi)` (the mask of the
+    slice lo:hi) is set, largest first, ties in index order; a slice at a time."""
+    import numpy as np
+
+    kept = []
+    for lo in range(0, len(values), SLICE):
+        hi = min(lo + SLICE, len(values))
+        where = np.flatnonzero(mask(lo, hi))
+        part = values[lo:hi][where]
+        if len(part) > k:  # every value tied with the k-th largest stays: ties go by index
+            where = where[part >= np.partition(part, len(part) - k)[len(part) - k]]
+        kept.append(where + lo)
+    idx = np.concatenate(kept) if kept else np.empty(0, dtype=np.int64)
+    ranked: np.ndarray = idx[np.argsort(-values[idx], kind="stable")[:k]]
+    return ranked
 
 
 def collection_of(graph: HeapGraph, tree: DominatorTree, node: int) -> tuple[int, int]:
