@@ -152,6 +152,17 @@ def _snap(i: int, heap: int, frames: int = 0, sites: list[SiteStat] | None = Non
     )
 
 
+def test_a_site_a_little_above_the_heaps_trend_is_new_objects() -> None:
+    # A running process traced for one interval: its site holds 8% more than the heap's
+    # trend per interval (the interval ran a little longer). Those are the interval's new
+    # objects, not a buffer grown in place (`leaks --pid` said "?" and 0 objects).
+    site = SiteStat([["service.py", 27]], 1_080_000, 4_000)
+    growing = [_snap(i, 1_000_000 * i) for i in range(6)]
+    growing.append(_snap(6, 6_000_000, frames=1, sites=[site]))
+    leak = find_leaks(growing, LeakSettings()).sites[0]
+    assert leak.bytes_per_iteration == 1_080_000 and leak.objects_per_iteration == 4_000
+
+
 def test_sites_of_the_traced_call_only_when_the_heap_grows() -> None:
     site = SiteStat([["jobs.py", 3]], 300_000, 1000)
     buffer = SiteStat([["jobs.py", 9]], 6_000_000, 1)  # reallocated whole by the call

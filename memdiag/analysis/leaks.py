@@ -165,8 +165,8 @@ def traced_sites(
     is what one call added and kept, so each site of at least `min_growth_bytes` is one
     call's growth. Whether anything grows at all is the rule's, on the untraced series.
     A buffer that grew in place was reallocated whole by the call: no site grew by more
-    than the Python heap did per call (`heap`), and a site held above that is such a buffer,
-    no new object; its live size is what the site holds.
+    than the Python heap did per call (`heap`), and a site held well above that is such a
+    buffer, no new object; its live size is what the site holds.
     """
     cap = heap.per_step if heap.per_step > 0 else float("inf")
     found = []
@@ -180,7 +180,7 @@ def traced_sites(
             size, count = size / share, count / share  # a sample of the call's small ones
         if size < settings.min_growth_bytes:
             continue
-        grown = size > cap
+        grown = size > REALLOCATED_ABOVE * cap
         per_call = round(cap if grown else size, 1)
         objects = 0 if grown else round(count)
         found.append(
@@ -189,6 +189,11 @@ def traced_sites(
     return sorted(found, key=lambda x: -x.bytes_per_iteration)
 
 
+# A site holding more than this many times the heap's growth per call was a buffer grown in
+# place (reallocated whole by the call). Below it, the call's own variation: an interval of a
+# running process traced for `--every` seconds holds a few percent more or less than the
+# heap's trend per interval.
+REALLOCATED_ABOVE = 1.5
 # pymalloc serves allocations up to this size; larger ones go to the raw allocator, which
 # tracemalloc traces throughout even when the call is traced in slices.
 SMALL_ALLOCATION = 512
