@@ -5,8 +5,9 @@ killed is reparented to init or a subreaper): every process this session starts 
 SESSION_MARK in its environment (memdiag passes its environment on to its launchers and
 jobs, the cluster tests to their scheduler and workers), so the check finds those too.
 
-Tests marked `postgres` need MEMDIAG_TEST_PG_URL (`.ci/postgres.sh` provides it): without
-it they skip, except under CI=true, where they fail: CI must never pass without running them.
+Tests marked `postgres` need MEMDIAG_TEST_PG_URL (`.ci/postgres.sh` provides it), tests
+marked `pythons` MEMDIAG_TEST_PYTHONS (`.ci/pythons.sh`): without it they skip, except under
+CI=true, where they fail: CI must never pass without running them.
 """
 
 from __future__ import annotations
@@ -37,16 +38,20 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+# What a marked test needs: the variable that gives it, and what sets that variable.
+NEEDS = {
+    "postgres": ("MEMDIAG_TEST_PG_URL", "start PostgreSQL (.ci/postgres.sh)"),
+    "pythons": ("MEMDIAG_TEST_PYTHONS", "unpack CPython 3.13 and 3.14 (.ci/pythons.sh)"),
+}
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    if item.get_closest_marker("postgres") is None or os.environ.get("MEMDIAG_TEST_PG_URL"):
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(
-            "MEMDIAG_TEST_PG_URL is not set under CI=true: .ci/run must start PostgreSQL "
-            "(.ci/postgres.sh)",
-            pytrace=False,
-        )
-    pytest.skip("MEMDIAG_TEST_PG_URL is not set (.ci/postgres.sh)")
+    for marker, (variable, how) in NEEDS.items():
+        if item.get_closest_marker(marker) is None or os.environ.get(variable):
+            continue
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{variable} is not set under CI=true: .ci/run must {how}", pytrace=False)
+        pytest.skip(f"{variable} is not set: {how}")
 
 
 def _marked_processes() -> set[psutil.Process]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,10 +31,12 @@ SERVICE = Path(__file__).with_name("attach_service.py")
 class Service:
     """A running attach_service.py; stopped by its pid."""
 
-    def __init__(self, tmp_path: Path, variant: str, *flags: str) -> None:
+    def __init__(
+        self, tmp_path: Path, variant: str, *flags: str, python: str = sys.executable
+    ) -> None:
         port_file = tmp_path / f"port-{variant}"
         self.proc = subprocess.Popen(
-            [sys.executable, str(SERVICE), str(port_file), variant, *flags],
+            [python, str(SERVICE), str(port_file), variant, *flags],
             stderr=open(tmp_path / f"stderr-{variant}", "w"),  # noqa: SIM115
         )
         deadline = time.monotonic() + 20
@@ -136,12 +139,67 @@ def test_snapshot_pid_names_the_growing_global_while_the_service_answers(
     assert snap["owners"][0]["type"] == "set"
     assert snap["owners"][0]["retained_objects"] > 1000
     assert snap["attached"]["via"] == "gdb"
+    assert snap["attached"]["entered"] == "allocator"  # its threads allocate all the time
     assert snap["types"] and snap["gc_collections"] and snap["uss_bytes"] > 0
     assert "__main__.SEEN" in proc.stdout
     # Every request sent during the attach was answered; the slowest waited for the pause.
     assert latency.failed == 0 and len(latency.times) >= 3
     assert max(latency.times) < 10
     assert_left_clean(service)
+
+
+# Allocates nothing while it waits in accept(): gdb finds no allocator's entry to stop at.
+IDLE_SERVICE = """\
+import socket, sys
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen()
+KEEP = [str(i) * 10 for i in range(50000)]
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(str(server.getsockname()[1]))
+import os
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+try:
+    conn, _ = server.accept()
+    conn.sendall(b"still serving")
+except BaseException as error:
+    print("interrupted:", repr(error), flush=True)
+"""
+
+
+def test_an_idle_process_is_entered_after_the_wait_and_serves_on(
+    tmp_path: Path, gdb_broken: str | None
+) -> None:
+    (tmp_path / "idle.py").write_text(IDLE_SERVICE)
+    port_file = tmp_path / "port"
+    service = subprocess.Popen(
+        [sys.executable, str(tmp_path / "idle.py"), str(port_file)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not port_file.exists():
+            assert service.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        out = tmp_path / "snap.json"
+        proc = memdiag("snapshot", "--pid", str(service.pid), "--inject", "--json", str(out))
+        if gdb_broken:
+            assert "gdb cannot call functions" in proc.stderr
+        else:
+            assert proc.returncode == 0, proc.stderr
+            snap = json.loads(out.read_text())
+            assert snap["attached"]["entered"] == "idle"
+            assert snap["owners"][0]["expression"] == "__main__.KEEP"
+        # Its accept() goes on where it was: no KeyboardInterrupt from gdb's interruption.
+        port = int(port_file.read_text())
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            assert conn.recv(100) == b"still serving"
+        stdout, _ = service.communicate(timeout=10)
+        assert service.returncode == 0 and "interrupted" not in stdout, stdout
+    finally:
+        service.kill()
+        service.wait()
 
 
 def test_snapshot_pid_trace_records_the_window_sites_and_stops_tracemalloc(
@@ -183,6 +241,52 @@ def test_leaks_pid_finds_the_leaky_service_and_its_owner(
     assert report["owners"][0]["expression"] == "__main__.SEEN"
     assert report["owners"][0]["share"] > 0.5
     assert any(t["name"] == "str" for t in report["types"])
+    assert_left_clean(service)
+
+
+# Interpreters other than memdiag's own to go into: CPython 3.13 (through gdb) and 3.14
+# (through sys.remote_exec, called by the target's own interpreter: no debugger).
+OTHER_PYTHONS = [p for p in os.environ.get("MEMDIAG_TEST_PYTHONS", "").split(":") if p]
+
+
+@pytest.mark.pythons
+@pytest.mark.parametrize("python", OTHER_PYTHONS or ["none"])
+def test_services_on_other_pythons_are_entered_and_their_leak_named(
+    python: str, tmp_path: Path, services: list[Service], gdb_broken: str | None
+) -> None:
+    version = subprocess.run(
+        [python, "-I", "-S", "-c", "import sys; print(sys.version_info[:2] >= (3, 14))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    remote_exec = version == "True"
+    service = Service(tmp_path, "leaky", python=python)
+    services.append(service)
+    time.sleep(1.0)
+    flags = () if remote_exec else ("--inject",)
+    out = tmp_path / "snap.json"
+    proc = memdiag("snapshot", "--pid", str(service.pid), *flags, "--json", str(out))
+    if gdb_broken and not remote_exec:
+        return assert_refused_and_untouched(service, proc)
+    assert proc.returncode == 0, proc.stderr
+    snap = json.loads(out.read_text())
+    assert snap["owners"][0]["expression"] == "__main__.SEEN"
+    via = "sys.remote_exec, called by its own interpreter" if remote_exec else "gdb"
+    assert snap["attached"]["via"] == via
+    assert_left_clean(service)
+    leaks = tmp_path / "leaks.json"
+    args = ("leaks", "--pid", str(service.pid), *flags, "--every", "1", "--iterations", "5")
+    proc = memdiag(*args, "--json", str(leaks))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = json.loads(leaks.read_text())
+    assert report["owners"][0]["expression"] == "__main__.SEEN"
+    site = next(
+        s
+        for s in report["sites"]
+        if s["site"].startswith(f"{SERVICE.name}:") or f"/{SERVICE.name}:" in s["site"]
+    )
+    assert site["objects_per_iteration"] > 100  # the strings it keeps, counted
     assert_left_clean(service)
 
 

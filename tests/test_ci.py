@@ -1,4 +1,5 @@
-"""CI cannot pass without its services: `.ci/run`, `.ci/postgres.sh` and the postgres marker.
+"""CI cannot pass without its services: `.ci/run`, `.ci/postgres.sh`, `.ci/pythons.sh` and the
+markers that need them.
 
 The scripts run for real, with a PATH of their own: the ordinary tools, a `make` that only
 records that it ran, an `apt-get` that fails (as without network), and no PostgreSQL tools.
@@ -108,28 +109,44 @@ def test_outside_ci_missing_services_only_skip(tmp_path: Path) -> None:
     assert (tmp_path / "make-ran").read_text().split() == ["test", "guard"]
 
 
-POSTGRES_TEST = """
+MARKED_TEST = """
 import pytest
 
-@pytest.mark.postgres
-def test_needs_postgresql():
+@pytest.mark.{marker}
+def test_needs_it():
     pass
 """
 
 
 # Under CI the test errors in its setup: reported, and the run's exit code is not 0.
+@pytest.mark.parametrize(
+    ("marker", "variable"),
+    [("postgres", "MEMDIAG_TEST_PG_URL"), ("pythons", "MEMDIAG_TEST_PYTHONS")],
+)
 @pytest.mark.parametrize(("ci", "outcome"), [("true", "errors"), ("", "skipped")])
-def test_postgres_marker_fails_in_ci_and_skips_elsewhere(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, ci: str, outcome: str
+def test_a_marker_fails_in_ci_and_skips_elsewhere(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    marker: str,
+    variable: str,
+    ci: str,
+    outcome: str,
 ) -> None:
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("CI", ci)
-    monkeypatch.delenv("MEMDIAG_TEST_PG_URL", raising=False)
+    monkeypatch.delenv(variable, raising=False)
     pytester.makeconftest("from tests.conftest import pytest_runtest_setup  # noqa: F401\n")
-    pytester.makeini("[pytest]\nmarkers =\n    postgres: needs PostgreSQL\n")
-    pytester.makepyfile(test_pg=POSTGRES_TEST)
+    pytester.makeini(f"[pytest]\nmarkers =\n    {marker}: needs it\n")
+    pytester.makepyfile(test_marked=MARKED_TEST.format(marker=marker))
     result = pytester.runpytest_subprocess("-rs")
     result.assert_outcomes(**{outcome: 1})
     assert (result.ret == pytest.ExitCode.OK) == (outcome == "skipped")
     if outcome == "errors":
-        result.stdout.fnmatch_lines(["*MEMDIAG_TEST_PG_URL is not set under CI=true*"])
+        result.stdout.fnmatch_lines([f"*{variable} is not set under CI=true*"])
+
+
+def test_pythons_script_fails_without_patchelf(tmp_path: Path) -> None:
+    bin_dir = sandbox(tmp_path, dot=True)
+    proc = run(".ci/pythons.sh", bin_dir, ci=True)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    assert "pythons.sh: patchelf is missing" in proc.stderr

@@ -1,11 +1,16 @@
 """Runs a line of Python inside a running CPython before 3.14, through gdb in batch mode.
 
-gdb attaches (the process stops), calls `PyGILState_Ensure`, `PyRun_SimpleString` of the
-line and `PyGILState_Release` in the selected thread, and detaches: the way `memray attach`
-and pyrasite get in. During the calls gdb lets the other threads run (scheduler locking is
-off), so a thread holding the GIL hands it over as usual. The line must return at once (it
-starts a thread, `memdiag.measure.python.loader`): the process is stopped from the attach to
-the detach, about a second, measured in docs/leaks.md.
+gdb attaches (the process stops), waits for a safe point, calls `PyGILState_Ensure`,
+`PyRun_SimpleString` of the line and `PyGILState_Release`, and detaches: the way `memray
+attach` and pyrasite get in. The safe point is the entry of `malloc`, `calloc`, `realloc` or
+`free` in any thread, as `memray attach` waits for it: there the thread holds no allocator
+lock, so the calls, which allocate, cannot deadlock on one. A process that allocates nothing
+for SAFE_WAIT_S is idle, every thread blocked in a system call: gdb is interrupted (the
+SIGINT is not passed on to the process) and calls right there. During the calls gdb lets
+the other threads run (scheduler locking is off), so a thread holding the GIL hands it over
+as usual. The line must return at once (it starts a thread,
+`memdiag.measure.python.loader`): the process is stopped from the attach to the detach,
+about a second, measured in docs/leaks.md.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,22 +43,40 @@ def gdb_path() -> str:
     return found
 
 
-def gdb_command(gdb: str, pid: int, line: str) -> list[str]:
-    """Return the gdb batch command that runs the Python `line` in `pid` and detaches."""
+# How long a process may allocate nothing before it is taken to be idle (see above).
+SAFE_WAIT_S = 2.0
+ALLOCATORS = ("malloc", "calloc", "realloc", "free")
+HIT = "memdiag: at an allocator's entry"
+
+
+def gdb_script(line: str) -> str:
+    """Return the gdb script that runs the Python `line` at a safe point and detaches: at the
+    first allocator entry, or after the wait when gdb is interrupted."""
     quoted = line.replace("\\", "\\\\").replace('"', '\\"')
-    return _batch(
-        gdb,
-        pid,
+    calls = [
+        "disable breakpoints",
         "call (int) PyGILState_Ensure()",
         f'call (int) PyRun_SimpleString("{quoted}")',
         "call (void) PyGILState_Release($1)",
-    )
+        "detach",
+        "quit",
+    ]
+    script = ["set pagination off", "set unwindonsignal on", "handle SIGINT stop print nopass"]
+    script += [f"break {name}" for name in ALLOCATORS]
+    script += [f"commands 1-{len(ALLOCATORS)}", "  silent", f"  echo {HIT}\\n"]
+    script += [f"  {call}" for call in calls] + ["end", "continue", *calls]
+    return "\n".join(script) + "\n"
+
+
+def _attach(gdb: str, pid: int) -> list[str]:
+    """Return gdb in batch mode attached to `pid`, reading nothing of the user's."""
+    argv = [gdb, "-batch", "-nx", "-iex", "set auto-load off", "-iex"]
+    return [*argv, "set debuginfod enabled off", "-iex", "set confirm off", "-p", str(pid)]
 
 
 def _batch(gdb: str, pid: int, *commands: str) -> list[str]:
-    """Return gdb in batch mode attached to `pid`, running `commands`, then detaching."""
-    argv = [gdb, "-batch", "-nx", "-iex", "set auto-load off", "-iex"]
-    argv += ["set debuginfod enabled off", "-iex", "set confirm off", "-p", str(pid)]
+    """Return gdb attached to `pid`, running `commands`, then detaching."""
+    argv = _attach(gdb, pid)
     for command in (*commands, "detach", "quit"):
         argv += ["-ex", command]
     return argv
@@ -107,34 +131,81 @@ def function_calls_broken(gdb: str, timeout_s: float = TIMEOUT_S) -> str | None:
     return reason
 
 
-def run_in_process(pid: int, line: str, timeout_s: float = TIMEOUT_S) -> float:
-    """Run the Python `line` in `pid` through gdb; return the seconds gdb took.
+def run_in_process(pid: int, line: str, timeout_s: float = TIMEOUT_S) -> tuple[float, str]:
+    """Run the Python `line` in `pid` through gdb; return the seconds gdb took and where it
+    went in (`allocator` or `idle`).
 
     Raise MemdiagError when gdb could not attach, the process exited, or the line failed.
     Ctrl-C meanwhile is held until gdb has detached: the process is never left stopped.
     """
-    command = gdb_command(gdb_path(), pid, line)
-    started = time.perf_counter()
-    with _sigint_deferred() as interrupted:
-        try:
-            proc = subprocess.run(
-                command,
-                capture_output=True,
+    import tempfile
+
+    gdb = gdb_path()
+    with tempfile.NamedTemporaryFile("w", suffix=".gdb", prefix="memdiag-") as script:
+        script.write(gdb_script(line))
+        script.flush()
+        started = time.perf_counter()
+        with _sigint_deferred() as interrupted:
+            proc = subprocess.Popen(
+                [*_attach(gdb, pid), "-x", script.name],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 text=True,
-                timeout=timeout_s,
                 start_new_session=True,  # the terminal's Ctrl-C must not reach gdb mid-call
-                check=False,
             )
-        except subprocess.TimeoutExpired:
-            _resume(pid)
-            raise MemdiagError(
-                f"gdb did not finish attaching to {pid} within {timeout_s:g} s: stopped it"
-            ) from None
+            lines: list[str] = []
+            armed, hit = threading.Event(), threading.Event()
+            reader = threading.Thread(target=_read, args=(proc, lines, armed, hit), daemon=True)
+            reader.start()
+            entered = _wait_for_safe_point(proc, armed, hit, timeout_s)
+            try:
+                proc.wait(timeout=max(timeout_s - (time.perf_counter() - started), 1.0))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                _resume(pid)
+                raise MemdiagError(
+                    f"gdb did not finish attaching to {pid} within {timeout_s:g} s: stopped it"
+                ) from None
+            reader.join(5)
     took = time.perf_counter() - started
     if interrupted:
         signal.raise_signal(signal.SIGINT)  # now to the handler memdiag had before
-    _check(pid, proc)
-    return took
+    _check(pid, subprocess.CompletedProcess(proc.args, proc.returncode, "".join(lines), ""))
+    return took, entered
+
+
+def _read(
+    proc: subprocess.Popen[str], lines: list[str], armed: threading.Event, hit: threading.Event
+) -> None:
+    """Collect gdb's output; `armed` once every allocator has its breakpoint, `hit` once
+    one was reached."""
+    assert proc.stdout is not None
+    last = f"Breakpoint {len(ALLOCATORS)} at"
+    for text in proc.stdout:
+        lines.append(text)
+        if text.startswith(last):
+            armed.set()
+        elif text.startswith(HIT):
+            hit.set()
+    armed.set()
+
+
+def _wait_for_safe_point(
+    proc: subprocess.Popen[str], armed: threading.Event, hit: threading.Event, timeout_s: float
+) -> str:
+    """Wait until an allocator's entry is reached or gdb ends; SAFE_WAIT_S after the
+    breakpoints are in with neither, interrupt gdb so that it calls where the idle process
+    stands. Return `allocator` or `idle`."""
+    armed.wait(timeout_s)  # gdb reads the interpreter's symbols first: seconds when loaded
+    deadline = time.perf_counter() + SAFE_WAIT_S
+    while proc.poll() is None and not hit.is_set() and time.perf_counter() < deadline:
+        hit.wait(0.05)
+    if hit.is_set() or proc.poll() is not None:
+        return "allocator"
+    os.kill(proc.pid, signal.SIGINT)
+    return "idle"
 
 
 def _check(pid: int, proc: subprocess.CompletedProcess[str]) -> None:

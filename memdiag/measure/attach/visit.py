@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,6 +69,12 @@ class Visit:
             sys.remote_exec(self.pid, str(path))  # type: ignore[attr-defined]
             self.attached.update(via="sys.remote_exec", pause_s=0.0)
             return
+        if _remote_exec_version(version):
+            refused = self._remote_exec_through_target(line)
+            if refused is None:
+                return
+            if not self.inject:
+                raise MemdiagError(f"pid {self.pid}: sys.remote_exec refused ({refused})")
         if not self.inject:
             raise MemdiagError(
                 f"pid {self.pid} runs no memdiag agent: add --inject to go in through gdb (the "
@@ -82,9 +89,27 @@ class Visit:
                 f"{self.pid} was left alone; have it call memdiag.agent.install() instead"
             )
         self.started = True
-        took = gdb.run_in_process(self.pid, line)
-        self.attached.update(via="gdb", pause_s=round(took, 3))
+        took, entered = gdb.run_in_process(self.pid, line)
+        self.attached.update(via="gdb", pause_s=round(took, 3), entered=entered)
         self.attached["attach_s"] = round(time.perf_counter() - started, 3)
+
+    def _remote_exec_through_target(self, line: str) -> str | None:
+        """Have the target's own interpreter (3.14+, memdiag on another version) call
+        `sys.remote_exec` on it; return why it refused, None when the line was handed over."""
+        path = self.folder / "start.py"
+        path.write_text(line + "\n")
+        os.chmod(path, 0o644)
+        call = "import sys; sys.remote_exec(int(sys.argv[1]), sys.argv[2])"
+        argv = [f"/proc/{self.pid}/exe", "-I", "-S", "-c", call, str(self.pid), str(path)]
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return str(error)
+        if done.returncode != 0:
+            return (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1][:200]
+        self.started = True
+        self.attached.update(via="sys.remote_exec, called by its own interpreter", pause_s=0.0)
+        return None
 
     def _line(self) -> str:
         """Return the one line run inside the process: exec the loader in a namespace of
@@ -143,13 +168,20 @@ def can_enter_quietly(pid: int) -> bool:
     if os.path.exists(socket_path(pid)):
         return True
     version = inspect_process(pid).python
-    return version is not None and _remote_exec_possible(version)
+    return version is not None and _remote_exec_version(version)
 
 
 def _remote_exec_possible(version: str) -> bool:
-    """sys.remote_exec (PEP 768) needs memdiag itself on 3.14+, the same minor version."""
+    """sys.remote_exec (PEP 768) from memdiag itself: 3.14+, the target's minor version."""
     here = f"{sys.version_info.major}.{sys.version_info.minor}"
     return hasattr(sys, "remote_exec") and version == here
+
+
+def _remote_exec_version(version: str) -> bool:
+    """True for a CPython that has `sys.remote_exec` (3.14+): its own interpreter calls it
+    when memdiag runs on another version."""
+    major, _, minor = version.partition(".")
+    return major.isdigit() and minor.isdigit() and (int(major), int(minor)) >= (3, 14)
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
