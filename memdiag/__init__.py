@@ -6,7 +6,9 @@ child that only calls `memdiag.probe` carries none of memdiag's own dependencies
 
 from __future__ import annotations
 
-from typing import Any
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a visit loads this)
+if TYPE_CHECKING:
+    from typing import Any
 
 __version__ = "0.1.0"
 __all__ = [

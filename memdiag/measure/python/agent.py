@@ -26,9 +26,13 @@ import time
 import tracemalloc
 import types
 from pathlib import Path
-from typing import Any
 
 from memdiag.measure.python.snapshot import capture, in_fork
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a visit loads this)
+
+if TYPE_CHECKING:
+    from typing import Any
 
 # The module globals reported as owners of a snapshot, and the objects walked under each.
 OWNERS = 10

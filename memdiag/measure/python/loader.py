@@ -5,15 +5,16 @@ memdiag's injected one-liner runs this file with `exec` in a namespace of its ow
 GIL taken for it, and the process waits only until the thread below is started. The thread
 imports `memdiag.measure.python.agent`, answers, and removes itself: the memdiag modules it
 imported and the path it added are taken out again, and `done.json` (with its thread id) is
-written last. Standard library only.
+written last. Standard library only, and the least of it: a raw thread (`_thread`, not
+`threading`, which a service that has no threads of its own would keep loaded), `traceback`
+only on a failure.
 """
 
+import _thread
 import gc
 import json
 import os
 import sys
-import threading
-import traceback
 
 
 def _write(path: str, data: dict) -> None:  # type: ignore[type-arg]
@@ -23,6 +24,7 @@ def _write(path: str, data: dict) -> None:  # type: ignore[type-arg]
 
 
 def _run(root: str, request_path: str) -> None:
+    _name("memdiag-agent")
     before = set(sys.modules)
     added = root not in sys.path
     folder = os.path.dirname(request_path)
@@ -35,6 +37,8 @@ def _run(root: str, request_path: str) -> None:
             agent.answer(json.load(source))
         del agent
     except BaseException:
+        import traceback
+
         _write(os.path.join(folder, "error.json"), {"traceback": traceback.format_exc()})
     finally:
         for name in [n for n in sys.modules if n not in before]:
@@ -44,7 +48,18 @@ def _run(root: str, request_path: str) -> None:
             sys.path.remove(root)
         gc.collect()
         _trim()
-        _write(os.path.join(folder, "done.json"), {"thread": threading.get_native_id()})
+        _write(os.path.join(folder, "done.json"), {"thread": _thread.get_native_id()})
+
+
+def _name(name: str) -> None:
+    """Name this thread for the system (`/proc/PID/task/TID/comm`): a raw thread has no
+    `threading` name, and whoever looks at the process can tell memdiag's thread apart."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
 
 
 def _trim() -> None:
@@ -58,9 +73,4 @@ def _trim() -> None:
 
 
 if __name__ == "memdiag_loader":  # exec'd by memdiag, never on an import
-    threading.Thread(
-        target=_run,
-        args=(ROOT, REQUEST),  # type: ignore[name-defined]  # noqa: F821
-        name="memdiag-agent",
-        daemon=True,
-    ).start()
+    _thread.start_new_thread(_run, (ROOT, REQUEST))  # type: ignore[name-defined]  # noqa: F821

@@ -14,11 +14,15 @@ import os
 import sys
 import time
 import tracemalloc
-from collections.abc import Callable, Iterable
-from typing import Any
 
 from memdiag.measure.process.rollup import uss_bytes
 from memdiag.versions import SCHEMA_VERSION
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a visit loads this)
+
+if TYPE_CHECKING:  # not at run time: a visit to a running service imports this module
+    from collections.abc import Callable, Iterable
+    from typing import Any
 
 # Enough sites that a leak still small at the first snapshot is already in the list.
 SITES_KEPT = 500
