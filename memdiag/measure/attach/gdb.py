@@ -154,11 +154,8 @@ def run_in_process(pid: int, line: str, timeout_s: float = TIMEOUT_S) -> tuple[f
                 text=True,
                 start_new_session=True,  # the terminal's Ctrl-C must not reach gdb mid-call
             )
-            lines: list[str] = []
-            armed, hit = threading.Event(), threading.Event()
-            reader = threading.Thread(target=_read, args=(proc, lines, armed, hit), daemon=True)
-            reader.start()
-            entered = _wait_for_safe_point(proc, armed, hit, timeout_s)
+            out = _Output(proc)
+            entered = _wait_for_safe_point(proc, out, timeout_s)
             try:
                 proc.wait(timeout=max(timeout_s - (time.perf_counter() - started), 1.0))
             except subprocess.TimeoutExpired:
@@ -168,42 +165,48 @@ def run_in_process(pid: int, line: str, timeout_s: float = TIMEOUT_S) -> tuple[f
                 raise MemdiagError(
                     f"gdb did not finish attaching to {pid} within {timeout_s:g} s: stopped it"
                 ) from None
-            reader.join(5)
+            out.ended.wait(5)
     took = time.perf_counter() - started
     if interrupted:
         signal.raise_signal(signal.SIGINT)  # now to the handler memdiag had before
-    _check(pid, subprocess.CompletedProcess(proc.args, proc.returncode, "".join(lines), ""))
+    _check(pid, subprocess.CompletedProcess(proc.args, proc.returncode, "".join(out.lines), ""))
     return took, entered
 
 
-def _read(
-    proc: subprocess.Popen[str], lines: list[str], armed: threading.Event, hit: threading.Event
-) -> None:
-    """Collect gdb's output; `armed` once every allocator has its breakpoint, `hit` once
-    one was reached."""
-    assert proc.stdout is not None
-    last = f"Breakpoint {len(ALLOCATORS)} at"
-    for text in proc.stdout:
-        lines.append(text)
-        if text.startswith(last):
-            armed.set()
-        elif text.startswith(HIT):
-            hit.set()
-    armed.set()
+class _Output:
+    """gdb's output, read as it comes: `armed` once every allocator has its breakpoint, `hit`
+    once one was reached, `ended` at the end of the output."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self.armed, self.hit, self.ended = threading.Event(), threading.Event(), threading.Event()
+        threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        last = f"Breakpoint {len(ALLOCATORS)} at"
+        for text in proc.stdout:
+            self.lines.append(text)
+            if text.startswith(last):
+                self.armed.set()
+            elif text.startswith(HIT):
+                self.hit.set()
+        self.armed.set()
+        self.ended.set()
 
 
-def _wait_for_safe_point(
-    proc: subprocess.Popen[str], armed: threading.Event, hit: threading.Event, timeout_s: float
-) -> str:
+def _wait_for_safe_point(proc: subprocess.Popen[str], out: _Output, timeout_s: float) -> str:
     """Wait until an allocator's entry is reached or gdb ends; SAFE_WAIT_S after the
     breakpoints are in with neither, interrupt gdb so that it calls where the idle process
-    stands. Return `allocator` or `idle`."""
-    armed.wait(timeout_s)  # gdb reads the interpreter's symbols first: seconds when loaded
+    stands. Return `allocator`, `idle`, or `none` (gdb ended before it went in)."""
+    out.armed.wait(timeout_s)  # gdb reads the interpreter's symbols first: seconds when loaded
     deadline = time.perf_counter() + SAFE_WAIT_S
-    while proc.poll() is None and not hit.is_set() and time.perf_counter() < deadline:
-        hit.wait(0.05)
-    if hit.is_set() or proc.poll() is not None:
+    while not out.hit.is_set() and not out.ended.is_set() and time.perf_counter() < deadline:
+        out.hit.wait(0.05)
+    if out.hit.is_set():
         return "allocator"
+    if out.ended.is_set():
+        return "none"  # its output says why (`_check`)
     os.kill(proc.pid, signal.SIGINT)
     return "idle"
 
