@@ -63,8 +63,7 @@ class Visit:
         version = require_python(self.target)
         line = self._line()
         if _remote_exec_possible(version):
-            path = self.folder / "start.py"
-            path.write_text(line + "\n")
+            path = self._start_script(line)
             self.started = True
             sys.remote_exec(self.pid, str(path))  # type: ignore[attr-defined]
             self.attached.update(via="sys.remote_exec", pause_s=0.0)
@@ -96,9 +95,7 @@ class Visit:
     def _remote_exec_through_target(self, line: str) -> str | None:
         """Have the target's own interpreter (3.14+, memdiag on another version) call
         `sys.remote_exec` on it; return why it refused, None when the line was handed over."""
-        path = self.folder / "start.py"
-        path.write_text(line + "\n")
-        os.chmod(path, 0o644)
+        path = self._start_script(line)
         call = "import sys; sys.remote_exec(int(sys.argv[1]), sys.argv[2])"
         argv = [f"/proc/{self.pid}/exe", "-I", "-S", "-c", call, str(self.pid), str(path)]
         try:
@@ -110,6 +107,13 @@ class Visit:
         self.started = True
         self.attached.update(via="sys.remote_exec, called by its own interpreter", pause_s=0.0)
         return None
+
+    def _start_script(self, line: str) -> Path:
+        """Return the file `sys.remote_exec` hands to the target: the line, readable by it."""
+        path = self.folder / "start.py"
+        path.write_text(line + "\n")
+        os.chmod(path, 0o644)
+        return path
 
     def _line(self) -> str:
         """Return the one line run inside the process: exec the loader in a namespace of
