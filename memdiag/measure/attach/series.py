@@ -8,15 +8,13 @@ snapshot is one visit (`visit.Visit`): nothing of memdiag stays in the process b
 
 from __future__ import annotations
 
-import signal
-import sys
-import threading
 import time
 from typing import Any
 
 from memdiag.analysis.leaks import LeakSettings, attribution_request
 from memdiag.measure.attach.target import inspect_process
 from memdiag.measure.attach.visit import Visit, can_enter_quietly
+from memdiag.measure.interrupt import StopOnInterrupt
 from memdiag.measure.python.driver import OnSnapshot, Series
 from memdiag.model import Run, Snapshot
 
@@ -60,7 +58,8 @@ def pid_leak_series(
     snaps: list[Snapshot] = []
     evidence: dict[str, Any] = {}
     started = time.monotonic()
-    with _Interrupt() as stop:
+    with StopOnInterrupt("interval") as interrupt:
+        stop = interrupt.requested
         for index in range(iterations):
             if index == iterations - 1 and not stop.is_set():
                 evidence = _traced_interval(
@@ -133,31 +132,3 @@ def _add(snaps: list[Snapshot], snap: Snapshot, on_snapshot: OnSnapshot | None) 
     snaps.append(snap)
     if on_snapshot is not None:
         on_snapshot(snap)
-
-
-class _Interrupt:
-    """The first Ctrl-C sets the event (the series ends after the interval under way); the
-    next one raises KeyboardInterrupt."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.previous: Any = None
-
-    def __enter__(self) -> threading.Event:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self.event
-
-    def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.event.is_set():
-            raise KeyboardInterrupt
-        self.event.set()
-        print(
-            "memdiag leaks: stopping after the current interval (Ctrl-C again to stop now)",
-            file=sys.stderr,
-            flush=True,
-        )

@@ -16,9 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memdiag.errors import MemdiagError
+from memdiag.measure.interrupt import StopOnInterrupt
 from memdiag.measure.node.inspector import attach, is_node_executable, node_process
 from memdiag.measure.node.pidsnapshot import rss_bytes
 
@@ -66,34 +65,6 @@ class NodeSeries:
     kept: list[str] = field(default_factory=list)
 
 
-class _StopOnInterrupt:
-    """The first Ctrl-C sets `requested` (and wakes a wait); the second raises
-    KeyboardInterrupt."""
-
-    def __init__(self) -> None:
-        self.requested = threading.Event()
-        self.previous: Any = None
-
-    def __enter__(self) -> _StopOnInterrupt:
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested.is_set():
-            raise KeyboardInterrupt
-        self.requested.set()
-        print(
-            "memdiag leaks: stopping after the current snapshot (Ctrl-C again to stop now)",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
 def node_leak_series(
     pid: int,
     every: float,
@@ -114,7 +85,7 @@ def node_leak_series(
     series = NodeSeries()
     with (
         tempfile.TemporaryDirectory(prefix="memdiag-leaks-") as scratch,
-        _StopOnInterrupt() as stop,
+        StopOnInterrupt("snapshot") as stop,
         attach(pid) as session,
     ):
         from memdiag.measure.node.inspector import take_heap_snapshot

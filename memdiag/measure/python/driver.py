@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import sys
 import tempfile
 import threading
 import time
@@ -21,6 +19,7 @@ from typing import Any
 
 from memdiag.analysis.leaks import LeakSettings, attribution_request
 from memdiag.errors import MemdiagError
+from memdiag.measure.interrupt import StopOnInterrupt
 from memdiag.measure.process.heap import HeapCapture
 from memdiag.measure.process.runner import MeasurementInterrupted, RunOptions, measure_run
 from memdiag.measure.python import tracked as child_tracked
@@ -197,7 +196,10 @@ def leak_series(
     requester = AttributionRequester(work, plan.settings)
     # Per call, the child can stop between two calls; with --every there is one call, which
     # Ctrl-C stops at once (the snapshots taken are kept either way).
-    interrupt = StopOnInterrupt(work / child_tracked.STOP_FILE, enabled=not plan.every)
+    stop_file = work / child_tracked.STOP_FILE
+    interrupt = StopOnInterrupt(
+        "iteration", lambda: stop_file.write_text("stop\n"), enabled=not plan.every
+    )
     try:
         with watcher, requester, interrupt:
             run = _measure(target, params, _options(target, extra, timeout=plan.timeout))
@@ -209,7 +211,7 @@ def leak_series(
     finally:
         if plan.keep_dir is None:
             shutil.rmtree(work, ignore_errors=True)
-    stopped = interrupt.requested or (plan.every is not None and run.status == "killed")
+    stopped = interrupt.requested.is_set() or (plan.every is not None and run.status == "killed")
     return Series(run, snaps, evidence, partial=stopped, notes=env_notes())
 
 
@@ -284,37 +286,6 @@ class AttributionRequester:
         except (MemdiagError, ValueError):
             # Nothing to decide on (no snapshot readable): the child names nothing.
             return {"chains": 0, "sites": [], "types": [], "grown_types": []}
-
-
-class StopOnInterrupt:
-    """The first Ctrl-C writes `stop_file` (the child stops after its current iteration);
-    the next one raises KeyboardInterrupt, which stops the child at once."""
-
-    def __init__(self, stop_file: Path, enabled: bool = True) -> None:
-        self.stop_file = stop_file
-        self.enabled = enabled
-        self.requested = False
-        self.previous: Any = None
-
-    def __enter__(self) -> StopOnInterrupt:
-        if self.enabled and threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        self.stop_file.write_text("stop\n")
-        print(
-            "memdiag leaks: stopping after the current iteration (Ctrl-C again to stop now)",
-            file=sys.stderr,
-            flush=True,
-        )
 
 
 def _options(
