@@ -11,6 +11,7 @@ parameter, fitted by profile least squares (analysis/fit.py fits a and b for eac
 | `nlogn`      | n·ln n                   | a, b                            |
 | `saturating` | 1 − exp(−n / s)          | a, b, s: levels off at a + b    |
 | `power`      | n^k, k in [0.1, 3]       | a, b, k                         |
+| `linear_tail`| n, the largest sizes only| a, b: the slope where measured last |
 
 Sizes are divided by the largest one measured (`scale`) while fitting, so that every shape
 is well conditioned; `params` gives the fit in the caller's units.
@@ -24,8 +25,18 @@ test at 95%; or the line misses the sizes it did not see by more than 3× the no
 best curve, which the F test is too weak to see with 4 or 5 sizes): without curvature only a
 constant or a line may be chosen, with it only a curve. The
 simplest eligible candidate within 25% of the best score is chosen, so a parameter must earn
-its place by predicting unseen sizes clearly better; eligible candidates within 2× of the
-best are plausible, and so is the line when only the out-of-sample errors saw curvature.
+its place by predicting unseen sizes clearly better, and between candidates as simple as each
+other the better score wins; eligible candidates within 2× of the best are plausible, and so
+is the line when only the out-of-sample errors saw curvature.
+
+A series that bends down (the curvature test's quadratic term 3× the noise at least, and the
+slope at the largest sizes below the line's) has one more reading: `linear_tail`, the line
+through the largest half of the sizes, the slope measured last going on. It is what real jobs
+most often are, a start-up that levels off (buffers, caches and pools filling) on top of a
+growth that goes on, and it is the most any curve that keeps bending down can reach further
+out. It is chosen when even the best candidate misses the sizes it did not see by more than
+2× the noise (none describes the series); it is plausible when a curve is chosen and another
+candidate is plausible too (the caller then checks budgets against the most pessimistic).
 """
 
 from __future__ import annotations
@@ -38,10 +49,10 @@ from typing import Any
 
 from memdiag.analysis.fit import LinearFit, fit_line, t_quantile
 
-# The order of simplicity: the first candidate within SIMPLER_WITHIN of the best is chosen.
-# A power law before a saturating curve: where both fit, the one that keeps growing is safer.
+# The order of simplicity: the first candidate within SIMPLER_WITHIN of the best is chosen;
+# between candidates of as many parameters, the better score.
 MODELS = ("constant", "linear", "nlogn", "power", "saturating")
-PARAMETERS = {"constant": 1, "linear": 2, "nlogn": 2, "saturating": 3, "power": 3}
+PARAMETERS = {"constant": 1, "linear": 2, "nlogn": 2, "saturating": 3, "power": 3, "linear_tail": 2}
 CURVED = ("nlogn", "saturating", "power")
 # Sizes needed before curves are told apart (a 3-parameter curve leaves one out of 4).
 MODEL_SIZES = 4
@@ -49,6 +60,8 @@ SIMPLER_WITHIN = 1.25
 # The line's leave-one-out error, over the best curve's and the noise, that is curvature too.
 CLEARLY_WORSE = 3.0
 PLAUSIBLE_WITHIN = 2.0
+# The best candidate's leave-one-out error, over the noise, that no candidate describes.
+UNDESCRIBED = 2.0
 _SHAPES: dict[str, tuple[float, float, bool]] = {
     # model → (lowest, highest, searched on a log scale); s is in units of the largest size
     "power": (0.1, 3.0, False),
@@ -108,7 +121,7 @@ class Curve:
         """Return the parameters in the caller's units: y = a + b·g(n) with n unscaled."""
         if self.model == "constant":
             return {"a": self.a}
-        if self.model == "linear":
+        if self.model in ("linear", "linear_tail"):
             return {"a": self.a, "b": self.b / self.scale}
         if self.model == "nlogn":
             return {"a": self.a, "b": self.b / (self.scale * math.log(self.scale))}
@@ -153,13 +166,16 @@ class Choice:
     """The candidates fitted to one series, the one chosen, and the curvature found.
 
     `curvature` (None below 4 sizes) is the F test's verdict or the line clearly worse out of
-    sample, `curvature_f` the F statistic; `clear` is False when another candidate is plausible.
+    sample, `curvature_f` the F statistic; `clear` is False when another candidate is plausible;
+    `described` is False when no candidate predicts the sizes it did not see within 2× the
+    noise (the chosen one is then `linear_tail`).
     """
 
     chosen: Curve
     curves: list[Curve]
     curvature_f: float | None
     curvature: bool | None
+    described: bool = True
 
     @property
     def plausible(self) -> list[Curve]:
@@ -273,7 +289,11 @@ def choose_curve(
     floor = max(noise, 1e-12)
     effective = {c.model: math.hypot(c.score or 0.0, floor) for c in eligible}
     best = min(effective.values())
-    chosen = next(c.model for c in eligible if effective[c.model] <= SIMPLER_WITHIN * best)
+    near = [c for c in eligible if effective[c.model] <= SIMPLER_WITHIN * best]
+    simplest = min(PARAMETERS[c.model] for c in near)
+    chosen = min(
+        (c for c in near if PARAMETERS[c.model] == simplest), key=lambda c: c.score or 0.0
+    ).model
     curves = [
         dataclasses.replace(
             c,
@@ -282,12 +302,40 @@ def choose_curve(
         )
         for c in scored
     ]
+    pick = next(c for c in curves if c.model == chosen)
+    bent = test is not None and test[0] >= CLEARLY_WORSE**2
+    tail = _tail(xs, ys, scale, scored) if bent else None
+    best_score = min(c.score or 0.0 for c in scored)
+    described = tail is None or best_score <= UNDESCRIBED * max(noise, 1e-12)
+    unclear = sum(c.plausible for c in curves) > 1 and pick.model in CURVED
+    if tail is not None and (not described or unclear):
+        curves.append(tail)
     return Choice(
-        next(c for c in curves if c.model == chosen),
+        pick if described else tail or pick,
         curves,
         None if test is None else round(test[0], 3),
         None if test is None else curved,
+        described=described,
     )
+
+
+def _tail(
+    xs: Sequence[float], ys: Sequence[float], scale: float, scored: list[Curve]
+) -> Curve | None:
+    """Return `linear_tail`, plausible, for a series that bends down (the caller has seen the
+    bend: the curvature test's F at 9 or more, a quadratic term 3× the noise): the line
+    through the largest half of the sizes (two at least), its slope positive and below the
+    line's through them all. None otherwise."""
+    order = sorted(range(len(xs)), key=lambda i: xs[i])
+    upper = order[-max(2, len(order) // 2) :]
+    tail_x, tail_y = [xs[i] for i in upper], [ys[i] for i in upper]
+    if len(set(tail_x)) < 2:
+        return None
+    line = next((c for c in scored if c.model == "linear"), None)
+    curve = _fit_shape("linear", tail_x, tail_y, scale, None)[1]
+    if line is None or not 0 < curve.b < line.b:
+        return None
+    return dataclasses.replace(curve, model="linear_tail", plausible=True)
 
 
 def _line_clearly_worse(scored: list[Curve], noise: float) -> bool:
@@ -302,7 +350,7 @@ def _line_clearly_worse(scored: list[Curve], noise: float) -> bool:
 
 
 def _g(model: str, u: float, shape: float | None, scale: float) -> float:
-    if model == "linear":
+    if model in ("linear", "linear_tail"):
         return u
     if model == "nlogn":
         return u * math.log(max(u * scale, 1.0)) / math.log(scale)

@@ -37,6 +37,7 @@ from memdiag.analysis.aggregate import worst_peak
 from memdiag.analysis.curves import Choice, Curve, choose_curve, fit_curve
 from memdiag.analysis.fit import LinearFit, fit_line
 from memdiag.model import SIZE_AXES, Capacity, ConfigSummary, Prediction, ScalingFit
+from memdiag.units import format_size
 
 # The rise a constant verdict admits above the largest peak measured (its upper end).
 GROWTH_THRESHOLD = 0.05
@@ -135,7 +136,8 @@ def _fit(
         models=[] if choice is None else [c.to_dict() for c in choice.curves],
         curvature=None if choice is None else choice.curvature,
         curvature_f=None if choice is None else choice.curvature_f,
-        pessimistic=choice is not None and bool(choice.curvature) and not choice.clear,
+        pessimistic=choice is not None
+        and ((bool(choice.curvature) and not choice.clear) or not choice.described),
         doubling_factor=_doubling(chosen, high),
         plateau_bytes=int(chosen.a + chosen.b)
         if chosen.model == "saturating" and chosen.b > 0
@@ -316,7 +318,15 @@ def firmness(fit: ScalingFit, value: float) -> tuple[float, bool, str | None]:
             "3 sizes: memory grows, and a curve cannot be told from a line below 4 sizes; "
             "measure 1 more size at least"
         )
-    if fit.pessimistic:
+    if fit.model == "linear_tail":
+        scores = [m["loo_error"] for m in fit.models if m.get("loo_error") is not None]
+        best = min(scores, default=0.0)
+        warnings.append(
+            f"no model predicts the sizes it did not see (the best misses them by "
+            f"{format_size(best)}): the slope at the largest sizes is carried on, and budgets "
+            "are checked against the most pessimistic plausible model; measure larger sizes"
+        )
+    elif fit.pessimistic:
         names = ", ".join(m["model"] for m in fit.models if m["plausible"])
         warnings.append(
             f"memory curves (curvature test F = {fit.curvature_f:,.1f}) and no model is clearly "

@@ -5,6 +5,7 @@ Formatting only: every number shown here was computed by analysis and saved in t
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from memdiag.analysis.aggregate import GC_SHARE_HIGH
@@ -339,15 +340,22 @@ def model_words(fit: ScalingFit) -> str:
     multiplies the memory by 3.9`, `levels off near 180.0 MB`."""
     k, d = fit.model_params.get("k"), fit.doubling_factor
     doubling = "" if d is None else f": doubling the input multiplies the memory by {d:.2g}"
+    largest = fit.points[-1][0] if fit.points else 1.0
+    step = 10 ** max(0, math.floor(math.log10(max(largest, 1.0))))  # 1,000 for 4,000 items
     words = {
         "": "memory grows with the input" if fit.verdict == "grows" else "memory is constant",
         "constant": f"constant, about {format_size(fit.peak_max_bytes)}",
         "linear": f"grows linearly{doubling}",
+        "linear_tail": f"grows {format_size(fit.model_params.get('b', 0.0) * step)} per "
+        f"{step:,} {fit.axis} at the largest sizes, faster below them (a start-up that "
+        "levels off)",
         "nlogn": f"grows as n·log n{doubling}",
         "power": f"grows as n^{k or 1:.2f}{doubling}",
         "saturating": f"levels off near {format_size(fit.plateau_bytes)}",
     }[fit.model]
-    if fit.pessimistic:
+    if fit.model == "linear_tail":
+        words += "; no model describes the sizes: budgets use the most pessimistic"
+    elif fit.pessimistic:
         words += "; curved and no model clearly better: budgets use the most pessimistic"
     return words
 
