@@ -306,12 +306,12 @@ def choose_curve(
     bent = test is not None and test[0] >= CLEARLY_WORSE**2
     tail = _tail(xs, ys, scale, scored) if bent else None
     best_score = min(c.score or 0.0 for c in scored)
-    described = tail is None or best_score <= UNDESCRIBED * max(noise, 1e-12)
+    described = tail is None or best_score <= UNDESCRIBED * floor
     unclear = sum(c.plausible for c in curves) > 1 and pick.model in CURVED
     if tail is not None and (not described or unclear):
         curves.append(tail)
     return Choice(
-        pick if described else tail or pick,
+        tail if tail is not None and not described else pick,
         curves,
         None if test is None else round(test[0], 3),
         None if test is None else curved,
