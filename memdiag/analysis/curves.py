@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from memdiag.analysis.fit import LinearFit, fit_line, t_quantile
+from memdiag.analysis.fit import fit_line, t_quantile
 
 # The order of simplicity: the first candidate within SIMPLER_WITHIN of the best is chosen;
 # between candidates of as many parameters, the better score.
@@ -69,6 +69,10 @@ _SHAPES: dict[str, tuple[float, float, bool]] = {
 }
 _GRID = 16
 _REFINE = 24
+# A shape within this share of an end of its range sits on the edge: it was not estimated.
+_EDGE = 0.01
+# The two-sided 95% quantile of the normal distribution: for a spread known, not estimated.
+Z_95 = 1.959964
 
 
 @dataclass(frozen=True)
@@ -99,23 +103,67 @@ class Curve:
         """Return the curve's value at size `x`."""
         return self.a + self.b * self.g(x)
 
-    def interval(self, x: float, extra_sd: float = 0.0) -> tuple[float, float] | None:
+    def interval(
+        self,
+        x: float,
+        extra_sd: float = 0.0,
+        xs: Sequence[float] = (),
+        floor: float = 0.0,
+    ) -> tuple[float, float] | None:
         """Return the 95% interval of a new observation at `x` (None without residual freedom).
 
-        The shape is taken as known: the disagreement between plausible curves (applied by
-        the caller) covers the rest of what is not known.
+        `xs`, the sizes the curve was fitted to, let the fitted shape's own uncertainty in
+        (the delta method on a, b and the shape); without them the shape is taken as known.
+        A shape at the edge of its range was not estimated and adds nothing. `floor` is the
+        spread of one measurement known from elsewhere (the noise of RSS): the interval is
+        never narrower than that spread alone gives, since residuals with one or two degrees
+        of freedom can be small by chance.
         """
         params = PARAMETERS[self.model]
         if self.residual_sd is None or self.n <= params:
             return None
+        centre = self.at(x)
         if self.model == "constant":
-            sd = math.sqrt(self.residual_sd**2 * (1 + 1 / self.n) + extra_sd**2)
-            half = t_quantile(self.n - 1) * sd
-            return self.a - half, self.a + half
-        line = LinearFit(
-            self.b, self.a, 0.0, self.n, self.mean_g, self.sxx_g, self.residual_sd, params
+            leverage = 1 + 1 / self.n
+        else:
+            leverage = self._shape_leverage(x, xs) or (
+                1 + 1 / self.n + (self.g(x) - self.mean_g) ** 2 / max(self.sxx_g, 1e-300)
+            )
+        fitted = t_quantile(self.n - params) * math.sqrt(
+            self.residual_sd**2 * leverage + extra_sd**2
         )
-        return line.prediction_interval(self.g(x), extra_sd=extra_sd)
+        known = Z_95 * math.sqrt(floor**2 * leverage + extra_sd**2)
+        half = max(fitted, known)
+        return centre - half, centre + half
+
+    def _shape_leverage(self, x: float, xs: Sequence[float]) -> float | None:
+        """1 + j(x)ᵀ(JᵀJ)⁻¹j(x) over (a, b, shape), or None without an estimated shape."""
+        if self.shape is None or self.model not in _SHAPES or len(xs) != self.n:
+            return None
+        low, high, _ = _SHAPES[self.model]
+        if not low * (1 + _EDGE) < self.shape < high * (1 - _EDGE):
+            return None
+        rows = [self._gradient(u) for u in xs]
+        # Each parameter in units of its own column: the leverage does not change, the
+        # conditioning does (a, b and the shape differ by 15 orders of magnitude in bytes).
+        norms = [math.sqrt(math.fsum(r[j] ** 2 for r in rows)) or 1.0 for j in range(3)]
+        rows = [[r[j] / norms[j] for j in range(3)] for r in rows]
+        normal = [[math.fsum(r[i] * r[j] for r in rows) for j in range(3)] for i in range(3)]
+        here = [v / norms[j] for j, v in enumerate(self._gradient(x))]
+        solved = _solve3(normal, here)
+        if solved is None:
+            return None
+        return 1 + math.fsum(h * v for h, v in zip(here, solved, strict=True))
+
+    def _gradient(self, x: float) -> list[float]:
+        """∂y/∂(a, b, shape) at size `x`."""
+        u = max(x / self.scale, 0.0)
+        s = self.shape or 1.0
+        if self.model == "power":
+            dshape = self.b * u**s * math.log(u) if u > 0 else 0.0
+        else:  # saturating
+            dshape = -self.b * math.exp(-u / s) * u / (s * s)
+        return [1.0, self.g(x), dshape]
 
     def params(self) -> dict[str, float]:
         """Return the parameters in the caller's units: y = a + b·g(n) with n unscaled."""
@@ -398,6 +446,22 @@ def _golden(cost: Any, left: float, right: float, log: bool) -> float:
             fd = cost(point(d))
     middle: float = point((lo + hi) / 2)
     return middle
+
+
+def _solve3(m: list[list[float]], v: list[float]) -> list[float] | None:
+    """Solve the 3×3 system m·x = v (Gaussian elimination); None when it is singular."""
+    rows = [[*m[i], v[i]] for i in range(3)]
+    size = max(abs(c) for r in m for c in r) or 1.0
+    for col in range(3):
+        pivot = max(range(col, 3), key=lambda r: abs(rows[r][col]))
+        if abs(rows[pivot][col]) <= 1e-9 * size:
+            return None
+        rows[col], rows[pivot] = rows[pivot], rows[col]
+        for r in range(3):
+            if r != col:
+                factor = rows[r][col] / rows[col][col]
+                rows[r] = [a - factor * b for a, b in zip(rows[r], rows[col], strict=True)]
+    return [rows[i][3] / rows[i][i] for i in range(3)]
 
 
 def _round(value: float) -> float:

@@ -20,7 +20,11 @@ The model is honest about what it knows:
   prediction as its upper end;
 - a constant prediction is the largest median measured, its upper end 5% (at least 1 MB, or
   two residual or repeat spreads) above: the rise "constant" admits;
-- the interval is the chosen model's, widened to every plausible model's prediction; when
+- the interval is the chosen model's: its residuals and the uncertainty of every parameter
+  it fitted (a fitted exponent or bend widens the interval away from the sizes measured),
+  never narrower than the noise of one measurement (the repeats' spread, at least 0.2% of
+  the peak or 256 KB) gives, since a curve through 4 or 5 sizes can have residuals small
+  by chance; widened to every plausible model's prediction; when
   the curvature test finds curvature and no model is clearly better, its upper end is the
   most pessimistic plausible model's;
 - a prediction is never below the largest median peak measured for that configuration;
@@ -112,7 +116,7 @@ def _fit(
     visible = rise >= max(MIN_GROWTH_BYTES, 2 * spread, 2 * (line.residual_sd or 0.0))
     grows = visible or (interval is not None and interval[0] > 0)
     worst = max(worst_peak(c) for c in members)
-    noise = max(spread, NOISE_FLOOR_FRACTION * max(ys), NOISE_FLOOR_BYTES)
+    noise = _noise(spread, max(ys))
     choice = choose_curve(xs, ys, noise)
     chosen = _chosen(choice, xs, ys, grows)
     fit = ScalingFit(
@@ -146,6 +150,16 @@ def _fit(
     )
     end = max(high, until or high)
     return _with_band(fit, low, end)
+
+
+def _noise(spread: float, peak: float) -> float:
+    """The spread of one peak measured: the repeats', never below the noise of RSS."""
+    return max(spread, NOISE_FLOOR_FRACTION * peak, NOISE_FLOOR_BYTES)
+
+
+def noise_floor(fit: ScalingFit) -> float:
+    """Return the spread of one peak measured along `fit` (bytes), as its choice used it."""
+    return _noise(fit.repeat_sd_bytes, float(fit.peak_max_bytes))
 
 
 def _chosen(choice: Choice | None, xs: list[float], ys: list[float], grows: bool) -> Curve:
@@ -244,7 +258,8 @@ def _reading(fit: ScalingFit, curve: Curve, size: float) -> tuple[float, float, 
         return _constant_bounds(fit)
     extra = fit.repeat_sd_bytes
     peak = curve.at(size)
-    interval = curve.interval(size, extra_sd=extra)
+    xs = [x for x, _ in fit.points]
+    interval = curve.interval(size, extra_sd=extra, xs=xs, floor=noise_floor(fit))
     low, high = interval if interval is not None else (peak - 2 * extra, peak + 2 * extra)
     return peak, low, high
 
