@@ -21,7 +21,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,21 +33,70 @@ if TYPE_CHECKING:
 SLICE_PAIRS = 1 << 16
 # At most this many retainer pairs (or edges of a breadth-first level) are worked on at once:
 # each costs about 40 bytes of temporary arrays while it is.
-CHUNK = 1 << 19
+CHUNK = 1 << 18
+# Retainer pairs met at once: the tournament's temporaries cost about 70 bytes a pair.
+SETTLE_CHUNK = 1 << 17
+
+
+class Parents:
+    """Each node's breadth-first retainer, read from the edge it was reached by (the edge's
+    owner: the node whose edges hold it), -1 where none; indexed as an array is, by a node or
+    a slice. Not kept as an array of its own: 4 bytes a node, twice (the root's paths and the
+    global objects')."""
+
+    def __init__(self, first_edge: np.ndarray, parent_edge: np.ndarray) -> None:
+        self.first_edge, self.parent_edge = first_edge, parent_edge
+
+    def __len__(self) -> int:
+        return len(self.parent_edge)
+
+    def __getitem__(self, index: Any) -> Any:
+        import numpy as np
+
+        edge = self.parent_edge[index]
+        owner = np.searchsorted(self.first_edge, edge, side="right") - 1
+        if np.ndim(edge) == 0:
+            return int(owner) if edge >= 0 else -1
+        return np.where(edge >= 0, owner, -1)
 
 
 @dataclass
 class DominatorTree:
     """`idom[v]`: v's immediate dominator (-1 for the root and unreachable nodes);
     `parent[v]`/`parent_edge[v]`: the breadth-first retainer of v and the edge from it (a
-    shortest path from the root, -1 where none); `depth`: depth in the dominator tree;
-    `retained`: retained sizes in bytes (0 where unreachable)."""
+    shortest path from the root, -1 where none); `depth`: depth in the dominator tree
+    (computed when first asked for: only the leak series use it); `retained`: retained
+    sizes in bytes (0 where unreachable)."""
 
     idom: np.ndarray
-    parent: np.ndarray
+    parent: Parents
     parent_edge: np.ndarray
-    depth: np.ndarray
     retained: np.ndarray
+    _depth: np.ndarray | None = None
+
+    @property
+    def depth(self) -> np.ndarray:
+        if self._depth is None:
+            self._depth = tree_depths(self.idom)
+        return self._depth
+
+
+def tree_depths(idom: np.ndarray) -> np.ndarray:
+    """Return each node's depth in the tree `idom` (by node; 0 for roots and unreached), by
+    pointer jumping: `dist[v]` is the number of steps from v to `jump[v]`, and each round
+    adds the steps of the node jumped to and jumps as far as it does (log₂ of the depth
+    rounds, a few for a heap)."""
+    import numpy as np
+
+    dist = (idom >= 0).astype(np.int32)
+    jump = idom.astype(np.int32, copy=True)
+    live = np.flatnonzero(jump >= 0)
+    while len(live):
+        up = jump[live]
+        dist[live] += dist[up]
+        jump[live] = jump[up]
+        live = live[jump[live] >= 0]
+    return dist
 
 
 @dataclass
@@ -68,29 +117,34 @@ def dominator_tree(graph: HeapGraph, root: int = 0) -> DominatorTree:
 
     # Weak edges do not retain; looked up a chunk at a time (a whole-graph mask is 1 byte an edge).
     weak = graph.edge_code("weak")
-    parent, parent_edge, order = _breadth_first(graph, weak, root)
+    parent_edge, order = _breadth_first(graph, weak, root)
     assert order is not None
+    parent_edge = _spilled(graph, parent_edge)
     give_back()  # each stage's temporaries, before the next stage's (glibc keeps them)
-    idom_k = order.rank[parent[order.nodes]]  # by number: the breadth-first tree, root -1
+    parent = Parents(graph.first_edge, parent_edge)
+    # By number: the breadth-first tree (root -1), a slice at a time (the owners of the
+    # edges are found as 64-bit positions).
+    idom_k = np.empty(len(order.nodes), dtype=np.int32)
+    for lo in range(0, len(idom_k), CHUNK):
+        idom_k[lo : lo + CHUNK] = order.rank[parent[order.nodes[lo : lo + CHUNK]]]
     idom_k[0] = -1
-    targets, preds = _retainer_pairs(graph, weak, order)
+    keys, targets, preds = _retainer_pairs(graph, weak, order)
     nodes, levels = order.nodes, order.levels
     del order  # and the ranks: the numbers are all that is used from here
     give_back()
-    _refine(idom_k, targets, preds, levels)
-    del targets, preds
+    _refine(idom_k, keys, targets, preds, levels)
+    del keys, targets, preds
     give_back()
     # Back from numbers to nodes one array at a time, each number's copy freed before the next.
     n = graph.node_count
-    depth = np.zeros(n, dtype=np.int32)
-    depth[nodes] = _depths(idom_k, levels)
     retained = np.zeros(n, dtype=np.int64)
     retained[nodes] = _retained(idom_k, levels, graph.self_size[nodes].astype(np.int64))
+    graph.release_pages()
     idom = np.full(n, -1, dtype=np.int32)
     idom[nodes[1:]] = nodes[idom_k[1:]]
     del nodes, idom_k
     give_back()
-    return DominatorTree(idom, parent, parent_edge, depth, retained)
+    return DominatorTree(idom, parent, parent_edge, retained)
 
 
 def _breadth_first(
@@ -99,10 +153,10 @@ def _breadth_first(
     root: int,
     first: np.ndarray | None = None,
     keep_order: bool = True,
-) -> tuple[np.ndarray, np.ndarray, _Order | None]:
-    """Return the breadth-first parent and parent edge of every node (-1: none) and the order
-    of the visit (None without `keep_order`); of several edges found in one level to a
-    node, the first one wins.
+) -> tuple[np.ndarray, _Order | None]:
+    """Return the breadth-first parent edge of every node (-1: none; its owner is the
+    parent, see `Parents`) and the order of the visit (None without `keep_order`); of
+    several edges found in one level to a node, the first one wins.
 
     With `first` (edges leaving `root`), the nodes they lead to are visited, and everything
     they reach, before the rest of the graph is visited from `root`.
@@ -110,9 +164,9 @@ def _breadth_first(
     import numpy as np
 
     n, first_edge, to = graph.node_count, graph.first_edge, graph.edge_to
-    parent = np.full(n, -1, dtype=np.int32)
     parent_edge = np.full(n, -1, dtype=np.int64 if len(to) >= 2**31 else np.int32)
-    rank = np.full(n, -1, dtype=np.int32)
+    # Without the order, a node only needs to be marked seen: a byte, not a number.
+    rank = np.full(n, -1, dtype=np.int32 if keep_order else np.int8)
     rank[root] = 0
     found, levels = [np.array([root], dtype=np.int32)], [0, 1]
     starts = [np.array([root], dtype=np.int64)]
@@ -120,8 +174,8 @@ def _breadth_first(
         chosen = first[np.sort(np.unique(to[first], return_index=True)[1])]
         chosen = chosen[to[chosen] != root]
         frontier = to[chosen].astype(np.int64)
-        parent[frontier], parent_edge[frontier] = root, chosen
-        rank[frontier] = np.arange(1, 1 + len(frontier))
+        parent_edge[frontier] = chosen
+        rank[frontier] = np.arange(1, 1 + len(frontier)) if keep_order else 0
         found.append(frontier.astype(np.int32))
         levels.append(1 + len(frontier))
         starts.insert(0, frontier)
@@ -135,21 +189,21 @@ def _breadth_first(
                 hi = max(int(np.searchsorted(ends, ends[lo] - counts[lo] + CHUNK)), lo + 1)
                 chunk = frontier[lo:hi]
                 level.append(
-                    _visit(chunk, first_edge, to, graph.edge_type, weak, rank, parent, parent_edge)
+                    _visit(chunk, first_edge, to, graph.edge_type, weak, rank, parent_edge)
                 )
                 rank[level[-1]] = 0  # found: a later chunk's edges to it come second
                 lo = hi
             frontier = np.concatenate(level) if level else frontier[:0]
             del level
-            rank[frontier] = np.arange(levels[-1], levels[-1] + len(frontier))
+            rank[frontier] = np.arange(levels[-1], levels[-1] + len(frontier)) if keep_order else 0
             if keep_order:  # int32: the whole visit is kept until the end
                 found.append(frontier.astype(np.int32, copy=False))
             levels.append(levels[-1] + len(frontier))
     if not keep_order:
-        return parent, parent_edge, None
+        return parent_edge, None
     nodes = np.concatenate(found)
     del found
-    return parent, parent_edge, _Order(nodes, rank, np.array(levels[:-1], dtype=np.int64))
+    return parent_edge, _Order(nodes, rank, np.array(levels[:-1], dtype=np.int64))
 
 
 def _visit(
@@ -159,32 +213,30 @@ def _visit(
     edge_type: np.ndarray,
     weak: int,
     rank: np.ndarray,
-    parent: np.ndarray,
     parent_edge: np.ndarray,
 ) -> np.ndarray:
     """Return the nodes not visited yet (`rank` -1) that the strong edges of `frontier` lead
-    to, setting their parent and parent edge: of several edges to a node, the first one in
-    the frontier's order."""
+    to, setting their parent edge: of several edges to a node, the first one in the
+    frontier's order."""
     import numpy as np
 
     begin = first_edge[frontier]
     counts = first_edge[frontier + 1] - begin
-    owner = np.repeat(frontier, counts)
-    offsets = np.repeat(begin - np.cumsum(counts) + counts, counts) + np.arange(len(owner))
+    offsets = np.repeat(begin - np.cumsum(counts) + counts, counts)
+    offsets += np.arange(len(offsets))
     keep = edge_type[offsets] != weak
     keep &= rank[to[offsets]] < 0
-    owner, offsets = owner[keep], offsets[keep]
+    offsets = offsets[keep]
     targets = to[offsets].astype(np.int64)
     slot = np.argsort(targets, kind="stable")  # stable: the first edge found comes first
-    targets, owner, offsets = targets[slot], owner[slot], offsets[slot]
+    targets, offsets = targets[slot], offsets[slot]
     head = np.r_[True, targets[1:] != targets[:-1]][: len(targets)]
     found: np.ndarray = targets[head].astype(np.int32)  # a level is kept whole: 4 bytes a node
-    parent[found] = owner[head]
     parent_edge[found] = offsets[head]
     return found
 
 
-def user_root_paths(graph: HeapGraph, root: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def user_root_paths(graph: HeapGraph, root: int = 0) -> tuple[Parents, np.ndarray]:
     """Return per node a retainer and the edge from it on a shortest path from the JavaScript
     global objects (the root's shortcut edges), or from the root where none reaches it.
 
@@ -196,15 +248,30 @@ def user_root_paths(graph: HeapGraph, root: int = 0) -> tuple[np.ndarray, np.nda
     edges = np.arange(int(graph.first_edge[root]), int(graph.first_edge[root + 1]))
     shortcuts = edges[graph.edge_type[edges] == graph.edge_code("shortcut")]
     weak = graph.edge_code("weak")
-    parent, parent_edge, _ = _breadth_first(graph, weak, root, shortcuts, keep_order=False)
-    return parent, parent_edge
+    parent_edge, _ = _breadth_first(graph, weak, root, shortcuts, keep_order=False)
+    parent_edge = _spilled(graph, parent_edge)
+    return Parents(graph.first_edge, parent_edge), parent_edge
 
 
-def _retainer_pairs(graph: HeapGraph, weak: int, order: _Order) -> tuple[np.ndarray, np.ndarray]:
+def _spilled(graph: HeapGraph, values: np.ndarray) -> np.ndarray:
+    """Return `values` out of this process's memory, mapped back from a file (`Spill`):
+    the breadth-first edges are read a path at a time, a few pages of them."""
+    from memdiag.measure.node.heapsnapshot import spill
+
+    return spill(values, graph.mapped)
+
+
+def _retainer_pairs(
+    graph: HeapGraph, weak: int, order: _Order
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Return (target, retainer) numbers of the strong edges into nodes with two or more
-    retainers, sorted by target (then retainer); self-references and unreached retainers
-    left out. Two passes over the edges, about CHUNK at a time: the retainers counted per
-    target, then the pairs of the targets with two or more, as one sorted 64-bit key each."""
+    retainers, sorted by target (then retainer), as the sorted 64-bit keys `target << 32 |
+    retainer` and the two int32 views of their halves; self-references and unreached
+    retainers left out. Two passes over the edges, about CHUNK at a time: the retainers
+    counted per target, then the keys of the targets with two or more.
+
+    The halves are strided views: a search in them would copy them whole (numpy searches
+    contiguous arrays only), so a target's pairs are found in the keys (`_pairs_from`)."""
     import numpy as np
 
     n = len(order.nodes)
@@ -226,7 +293,16 @@ def _retainer_pairs(graph: HeapGraph, weak: int, order: _Order) -> tuple[np.ndar
     # given as views of the sorted keys (copies would double them while they are made).
     halves = key.view(np.int32).reshape(-1, 2)
     low = 0 if sys.byteorder == "little" else 1
-    return halves[:, 1 - low], halves[:, low]
+    return key, halves[:, 1 - low], halves[:, low]
+
+
+def _pairs_from(keys: np.ndarray, target: int) -> int:
+    """Return the index of the first pair of `target` or of a later one in the sorted keys."""
+    import numpy as np
+
+    if target >= 2**31:
+        return len(keys)
+    return int(np.searchsorted(keys, np.int64(target) << np.int64(32)))
 
 
 def _strong_pairs(
@@ -250,7 +326,9 @@ def _strong_pairs(
         a = b
 
 
-def _refine(idom: np.ndarray, targets: np.ndarray, preds: np.ndarray, levels: np.ndarray) -> None:
+def _refine(
+    idom: np.ndarray, keys: np.ndarray, targets: np.ndarray, preds: np.ndarray, levels: np.ndarray
+) -> None:
     """Lower `idom` (by number, in place) to the dominators: one pass setting each target to
     the common ancestor of its retainers, slice after slice of levels, then rounds over the
     targets whose answer may still move.
@@ -264,7 +342,7 @@ def _refine(idom: np.ndarray, targets: np.ndarray, preds: np.ndarray, levels: np
 
     if not len(targets):
         return
-    bounds = np.searchsorted(targets, levels)
+    bounds = np.searchsorted(keys, levels.astype(np.int64) << 32)
     cuts = [0]
     for at in bounds[1:].tolist():  # slices of whole levels, each of SLICE_PAIRS or more
         if at - cuts[-1] >= SLICE_PAIRS:
@@ -274,12 +352,12 @@ def _refine(idom: np.ndarray, targets: np.ndarray, preds: np.ndarray, levels: np
     ahead = np.zeros(len(idom), dtype=bool)
     for lo, hi in pairwise(cuts):
         t, p = targets[lo:hi], preds[lo:hi]
-        _settle(idom, t, p)
+        _settle(idom, keys[lo:hi], t, p)
         ahead[t[p >= t[0]]] = True
     ahead[idom <= 0] = False
     pick = ahead[targets]
     while pick.any():
-        changed = _settle(idom, targets, preds, pick)
+        changed = _settle(idom, keys, targets, preds, pick)
         if not len(changed):
             return
         under = _below(idom, changed, levels)
@@ -311,35 +389,59 @@ def _below(idom: np.ndarray, changed: np.ndarray, levels: np.ndarray) -> np.ndar
 
 
 def _settle(
-    idom: np.ndarray, targets: np.ndarray, preds: np.ndarray, pick: np.ndarray | None = None
+    idom: np.ndarray,
+    keys: np.ndarray,
+    targets: np.ndarray,
+    preds: np.ndarray,
+    pick: np.ndarray | None = None,
 ) -> np.ndarray:
     """Set each target's `idom` to the common ancestor of its retainers (of the pairs in
     `pick` only, whole targets); return the targets that changed. Whole targets at a time,
-    about CHUNK pairs each: a later chunk reads what an earlier one set, which only brings
+    about SETTLE_CHUNK pairs each: a later chunk reads what an earlier one set, which only brings
     the answer sooner (a dominator only moves up)."""
     import numpy as np
 
     found = []
     lo = 0
     while lo < len(targets):
-        hi = min(lo + CHUNK, len(targets))
+        hi = min(lo + SETTLE_CHUNK, len(targets))
         if hi < len(targets):  # end at a target's first pair: its group stays whole
-            hi = int(np.searchsorted(targets, targets[hi], side="left"))
-            if hi <= lo:
-                hi = int(np.searchsorted(targets, targets[lo], side="right"))
-        t, p = targets[lo:hi], preds[lo:hi]
-        if pick is not None:  # picked per chunk, not copied whole
-            t, p = t[pick[lo:hi]], p[pick[lo:hi]]
-        lo = hi
-        if not len(t):
-            continue
-        nodes, ancestors = _common_ancestors(idom, t, p)
+            hi = _pairs_from(keys, int(targets[hi]))
+        if hi <= lo:  # one target with more retainers than a chunk holds: met in slices
+            hi = _pairs_from(keys, int(targets[lo]) + 1)
+            parts = [
+                _picked(targets, preds, pick, at, min(at + SETTLE_CHUNK, hi))
+                for at in range(lo, hi, SETTLE_CHUNK)
+            ]
+            met = [_common_ancestors(idom, t, p) for t, p in parts if len(t)]
+            lo = hi
+            if not met:
+                continue
+            nodes, ancestors = met[0]
+            for _, more in met[1:]:
+                ancestors = _meet(idom, ancestors, more)
+        else:
+            t, p = _picked(targets, preds, pick, lo, hi)
+            lo = hi
+            if not len(t):
+                continue
+            nodes, ancestors = _common_ancestors(idom, t, p)
         moved = idom[nodes] != ancestors
         changed = nodes[moved]
         idom[changed] = ancestors[moved]
         found.append(changed)
     result: np.ndarray = np.concatenate(found) if found else targets[:0]
     return result
+
+
+def _picked(
+    targets: np.ndarray, preds: np.ndarray, pick: np.ndarray | None, lo: int, hi: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the pairs lo:hi, those in `pick` only (picked per chunk, not copied whole)."""
+    t, p = targets[lo:hi], preds[lo:hi]
+    if pick is None:
+        return t, p
+    return t[pick[lo:hi]], p[pick[lo:hi]]
 
 
 def _common_ancestors(
@@ -389,17 +491,6 @@ def _meet(idom: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         b[apart[~up]] = idom[y[~up]]
         apart = apart[a[apart] != b[apart]]
     return a
-
-
-def _depths(idom: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Return each node's depth in the tree `idom` (by number), level by level: a node's
-    dominator is on a shallower level, so its depth is known when the level is reached."""
-    import numpy as np
-
-    depth = np.zeros(len(idom), dtype=np.int32)
-    for lo, hi in pairwise(levels[1:].tolist()):
-        depth[lo:hi] = depth[idom[lo:hi]] + 1
-    return depth
 
 
 def _retained(idom: np.ndarray, levels: np.ndarray, self_size: np.ndarray) -> np.ndarray:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import numpy as np
 
-    from memdiag.analysis.dominators import DominatorTree
+    from memdiag.analysis.dominators import DominatorTree, Parents
     from memdiag.measure.node.heapsnapshot import HeapGraph
 
 NAMED_TYPES = ("object", "native")
@@ -84,13 +84,25 @@ def summarise(
     import numpy as np
 
     group, names = constructor_keys(graph)
-    reached = (tree.idom >= 0) & (graph.node_type != graph.type_code("synthetic"))
-    outer = reached & ~((tree.idom >= 0) & (group[np.maximum(tree.idom, 0)] == group))
-    size = graph.self_size
-    count = np.bincount(group[reached], minlength=len(names))
-    selfs = np.bincount(group[reached], weights=size[reached], minlength=len(names))
-    kept = np.bincount(group[outer], weights=tree.retained[outer], minlength=len(names))
-    del reached, outer, group  # before the retainers' own work
+    graph.release_pages()  # every node's name was read
+    synthetic, size = graph.type_code("synthetic"), graph.self_size
+    count = np.zeros(len(names), dtype=np.int64)
+    selfs, kept = np.zeros(len(names)), np.zeros(len(names))
+    heap_bytes = int(size[0])
+    # A slice of nodes at a time: the weights of `bincount` are float64 copies.
+    for lo in range(0, graph.node_count, SLICE):
+        hi = min(lo + SLICE, graph.node_count)
+        idom, own = tree.idom[lo:hi], group[lo:hi]
+        live = idom >= 0
+        heap_bytes += int(size[lo:hi][live].sum())
+        reached = live & (graph.node_type[lo:hi] != synthetic)
+        # a constructor's retained size counts the objects no other of its kind dominates
+        outer = reached & ~(live & (group[np.maximum(idom, 0)] == own))
+        count += np.bincount(own[reached], minlength=len(names))
+        selfs += np.bincount(own[reached], weights=size[lo:hi][reached], minlength=len(names))
+        kept += np.bincount(own[outer], weights=tree.retained[lo:hi][outer], minlength=len(names))
+    del group  # before the retainers' own work
+    graph.release_pages()  # the types and sizes were read whole
     ranked = np.lexsort((-selfs, -kept))
     system = {graph.type_code(t) for t in SYSTEM_TYPES}
     constructors = [
@@ -104,7 +116,7 @@ def summarise(
         if count[i]
     ]
     return HeapSummary(
-        heap_bytes=int(size[tree.idom >= 0].sum() + size[0]),
+        heap_bytes=heap_bytes,
         node_count=graph.node_count,
         constructors=constructors,
         retainers=largest_retainers(graph, tree, system, top_retainers),
@@ -130,6 +142,7 @@ def largest_retainers(
         ),
         top * 4,
     )
+    graph.release_pages()  # the types and the breadth-first edges were read whole
     chosen: dict[int, int] = {}  # node -> its retained bytes, as reported
     for table in idx.tolist():
         node, retained = collection_of(graph, tree, table)
@@ -188,7 +201,7 @@ def collection_of(graph: HeapGraph, tree: DominatorTree, node: int) -> tuple[int
 
 
 def _holding_collection(
-    graph: HeapGraph, parent: np.ndarray, parent_edge: np.ndarray, node: int
+    graph: HeapGraph, parent: Parents, parent_edge: np.ndarray, node: int
 ) -> int:
     """Return the object holding `node` by an internal link on the given paths, or -1."""
     holder = int(parent[node])
@@ -242,10 +255,10 @@ def path_expression(graph: HeapGraph, tree: DominatorTree, node: int) -> tuple[s
 
 
 # The last graph's user-root paths (by identity, not kept alive): one BFS per snapshot.
-_USER_PATHS: list[tuple[weakref.ref[HeapGraph], tuple[np.ndarray, np.ndarray]]] = []
+_USER_PATHS: list[tuple[weakref.ref[HeapGraph], tuple[Parents, np.ndarray]]] = []
 
 
-def _user_paths(graph: HeapGraph) -> tuple[np.ndarray, np.ndarray]:
+def _user_paths(graph: HeapGraph) -> tuple[Parents, np.ndarray]:
     """Return `dominators.user_root_paths(graph)`, computed once per graph."""
     from memdiag.analysis.dominators import user_root_paths
 
@@ -255,7 +268,7 @@ def _user_paths(graph: HeapGraph) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _written_path(
-    graph: HeapGraph, parent: np.ndarray, parent_edge: np.ndarray, node: int
+    graph: HeapGraph, parent: Parents, parent_edge: np.ndarray, node: int
 ) -> tuple[str, list[str]]:
     edges: list[int] = []
     cur = node

@@ -6,15 +6,23 @@ then `strings`), written by `v8.writeHeapSnapshot`, `--heapsnapshot-signal` or t
 objects that is gigabytes, as the columns below about 17 bytes a node and 9 an edge. The
 integer sections are read in blocks and parsed by numpy, so the text is never whole in memory.
 
+The columns the dominator tree never reads (node names and ids, edge names) and the string
+table are written, as they are parsed, to an unlinked temporary file and mapped back read-only
+(`Spill`): their pages are in memory only once something reads them (a name on a path, the
+ids of a leak series), and the kernel can drop them again (`HeapGraph.release_pages`). So are
+the node types and sizes, which the dominators read once at their end. That is half the graph.
+
 A truncated or foreign file is a `MemdiagError` (exit 2) naming what is missing.
 """
 
 from __future__ import annotations
 
 import json
+import mmap
 import os
+import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
 from memdiag.errors import MemdiagError
@@ -22,9 +30,14 @@ from memdiag.errors import MemdiagError
 if TYPE_CHECKING:
     import numpy as np
 
-BLOCK = 8 * 1024 * 1024
+# The text parsed at a time: its int64 values, and their copy with the last block's rest,
+# are the reading's temporary arrays (about 6 bytes a character).
+BLOCK = 2 * 1024 * 1024
 NODE_FIELDS = ("type", "name", "id", "self_size", "edge_count")
 EDGE_FIELDS = ("type", "name_or_index", "to_node")
+# The fields written to the spill file as they are read (see the module's docstring).
+NODE_SPILLED = ("name", "id")
+EDGE_SPILLED = ("name_or_index",)
 # The narrowest type each field fits in as V8 writes it; a column whose values do not fit
 # (an object of 4 GB or more) is widened to int64 while it is read.
 NODE_DTYPES = ["uint8", "uint32", "uint32", "uint32", "uint32"]
@@ -53,6 +66,14 @@ class HeapGraph:
     edge_to: np.ndarray
     strings: Sequence[str]
     locations: dict[int, tuple[int, int, int]]
+    # The read-only mappings of the spilled columns and strings (see `release_pages`).
+    mapped: list[mmap.mmap] = field(default_factory=list)
+
+    def release_pages(self) -> None:
+        """Drop the pages of the spilled columns that were read from this process's memory:
+        they stay in the file (and the page cache), read again when next asked for."""
+        for mapping in self.mapped:
+            mapping.madvise(mmap.MADV_DONTNEED)
 
     @property
     def node_count(self) -> int:
@@ -68,6 +89,9 @@ class HeapGraph:
 
 def read_heapsnapshot(path: str | os.PathLike[str]) -> HeapGraph:
     """Return the heap graph stored at `path`, read in blocks."""
+    from memdiag.measure.process.rollup import map_large_blocks
+
+    map_large_blocks()  # the analysis's temporary arrays go back to the system when freed
     try:
         with open(path, "rb") as handle:
             return _Reader(handle, str(path)).graph()
@@ -95,6 +119,7 @@ class _Reader:
         self.name = name
         self.buffer = b""
         self.eof = False
+        self.mapped: list[mmap.mmap] = []
 
     def fail(self, what: str) -> MemdiagError:
         return MemdiagError(f"{self.name}: not a complete V8 heap snapshot ({what})")
@@ -108,10 +133,11 @@ class _Reader:
         if missing:
             raise self.fail(f"no field {missing[0]}")
         node_keep = [nf.index(f) for f in NODE_FIELDS]
-        nodes = self.columns("nodes", nf, node_count, node_keep, NODE_DTYPES)
-        edges = self.columns(
-            "edges", ef, edge_count, [ef.index(f) for f in EDGE_FIELDS], EDGE_DTYPES
-        )
+        spilled = [f in NODE_SPILLED for f in NODE_FIELDS]
+        nodes = self.columns("nodes", nf, node_count, node_keep, NODE_DTYPES, spilled)
+        edge_keep = [ef.index(f) for f in EDGE_FIELDS]
+        spilled = [f in EDGE_SPILLED for f in EDGE_FIELDS]
+        edges = self.columns("edges", ef, edge_count, edge_keep, EDGE_DTYPES, spilled)
         locations = self.locations(meta.get("location_fields", []), len(nf))
         strings = self.strings()
         from memdiag.measure.process.rollup import give_back
@@ -119,6 +145,9 @@ class _Reader:
         give_back()  # the blocks the sections were parsed from
         n_type, n_name, n_id, n_size, n_edges = nodes
         del nodes
+        # Read whole only by the summary (and the sizes once by the dominators): out of the
+        # process's memory until then, and again after (`release_pages`).
+        n_type, n_size = spill(n_type, self.mapped), spill(n_size, self.mapped)
         # Offsets into the edges: int32 while they leave room for a chunk's reach past the end.
         wide = np.int32 if int(n_edges.sum()) < 2**31 - 2**24 else np.int64
         first_edge = np.zeros(node_count + 1, dtype=wide)
@@ -132,6 +161,8 @@ class _Reader:
             raise self.fail("an edge points past the last node")
         if len(strings) and node_count and int(n_name.max()) >= len(strings):
             raise self.fail("a name points past the last string")
+        for mapping in self.mapped:  # read whole for those checks
+            mapping.madvise(mmap.MADV_DONTNEED)
         return HeapGraph(
             node_types=list(meta["node_types"][0]),
             edge_types=list(meta["edge_types"][0]),
@@ -145,6 +176,7 @@ class _Reader:
             edge_to=e_to,
             strings=strings,
             locations=locations,
+            mapped=self.mapped,
         )
 
     def header(self) -> tuple[dict[str, Any], int, int]:
@@ -209,13 +241,23 @@ class _Reader:
             self.buffer = self.buffer[cut + 1 :]
 
     def columns(
-        self, key: str, fields: list[str], count: int, keep: list[int], dtypes: list[str]
+        self,
+        key: str,
+        fields: list[str],
+        count: int,
+        keep: list[int],
+        dtypes: list[str],
+        spilled: list[bool],
     ) -> list[Any]:
-        """Return the kept fields of section `key` (`count` records) as columns of `dtypes`."""
+        """Return the kept fields of section `key` (`count` records) as columns of `dtypes`;
+        the `spilled` ones written to a `Spill` as they are parsed, and mapped back."""
         import numpy as np
 
         width = len(fields)
-        out = [np.empty(count, dtype=dtype) for dtype in dtypes]
+        out: list[Any] = [
+            Spill(dtype) if spill else np.empty(count, dtype=dtype)
+            for dtype, spill in zip(dtypes, spilled, strict=True)
+        ]
         done = 0
         carry = np.empty(0, dtype=np.int64)
         for text in self.number_blocks(key):
@@ -226,16 +268,24 @@ class _Reader:
             if done + whole > count:
                 raise self.fail(f"more {key} than the header says")
             rows = values[: whole * width].reshape(whole, width)
-            for i, field in enumerate(keep):
-                part = rows[:, field]
-                if len(part) and int(part.max()) > np.iinfo(out[i].dtype).max:
+            for i, column in enumerate(keep):
+                part = rows[:, column]
+                too_large = len(part) and int(part.max()) > np.iinfo(np.dtype(dtypes[i])).max
+                if isinstance(out[i], Spill):
+                    if too_large:  # V8 numbers names and ids in 32 bits
+                        raise self.fail(f"a name or id in {key} is past 32 bits")
+                    out[i].write(part)
+                    continue
+                if too_large:
                     out[i] = out[i].astype(np.int64)
+                    dtypes[i] = "int64"
                 out[i][done : done + whole] = part
             done += whole
             carry = values[whole * width :]
+            del values, rows
         if done != count or len(carry):
             raise self.fail(f"{done} of {count} {key}")
-        return out
+        return [c.mapped(self.mapped) if isinstance(c, Spill) else c for c in out]
 
     def locations(self, fields: list[str], width: int) -> dict[int, tuple[int, int, int]]:
         """Return closure locations by node index: (script id, line, column), 0-based."""
@@ -256,19 +306,17 @@ class _Reader:
         }
 
     def strings(self) -> StringTable:
-        """Return the string table (the last section): names of nodes and edges."""
+        """Return the string table (the last section): names of nodes and edges, kept as the
+        file's text in a `Spill`."""
         import numpy as np
 
         self.open_section("strings")
-        chunks = [self.buffer]
+        spill = Spill("uint8")
+        spill.write_bytes(self.buffer)
         self.buffer = b""
-        while True:
-            block = self.handle.read(BLOCK)
-            if not block:
-                break
-            chunks.append(block)
-        text = b"".join(chunks)
-        del chunks
+        while block := self.handle.read(BLOCK):
+            spill.write_bytes(block)
+        text = spill.mapped_bytes(self.mapped)
         end = text.rfind(b"]")
         if end < 0 or not text[end + 1 :].strip().startswith(b"}"):
             raise self.fail("the strings section is cut short")
@@ -294,10 +342,59 @@ class _Reader:
         if len(starts) and text[: int(starts[0]) - 1].strip():
             raise self.fail("the strings section is not a list of strings")
         width = np.uint32 if end < 2**32 else np.int64
+        if isinstance(text, mmap.mmap):
+            text.madvise(mmap.MADV_DONTNEED)  # read whole to find the quotes: not needed now
         return StringTable(text, starts.astype(width), ends.astype(width))
 
 
-def _backslashes(text: bytes, at: int) -> int:
+def spill(values: np.ndarray, mappings: list[mmap.mmap]) -> np.ndarray:
+    """Return `values` written to a `Spill` and mapped back read-only (see `Spill`)."""
+    out = Spill(str(values.dtype))
+    out.write(values)
+    return out.mapped(mappings)
+
+
+class Spill:
+    """A column written to an unlinked temporary file as it is read, then mapped read-only:
+    only the pages read are in memory, and the kernel can drop them again. The file is gone
+    once the last array mapped from it is."""
+
+    def __init__(self, dtype: str) -> None:
+        self.dtype = dtype
+        # closed by `mapped_bytes`, once written
+        self.file = tempfile.TemporaryFile(prefix="memdiag-heapsnapshot-")  # noqa: SIM115
+
+    def write(self, values: np.ndarray) -> None:
+        self.file.write(values.astype(self.dtype, copy=False).tobytes())
+
+    def write_bytes(self, data: bytes) -> None:
+        self.file.write(data)
+
+    def mapped_bytes(self, mappings: list[mmap.mmap]) -> bytes | mmap.mmap:
+        """Return the file mapped read-only, added to `mappings` (an empty file, which cannot
+        be mapped, as b"")."""
+        self.file.flush()
+        size = self.file.tell()
+        try:
+            if not size:
+                return b""
+            mapping = mmap.mmap(self.file.fileno(), size, access=mmap.ACCESS_READ)
+        finally:
+            self.file.close()
+        mappings.append(mapping)
+        return mapping
+
+    def mapped(self, mappings: list[mmap.mmap]) -> np.ndarray:
+        """Return the values written, as a read-only array over the mapped file."""
+        import numpy as np
+
+        data = self.mapped_bytes(mappings)
+        if not len(data):
+            return np.empty(0, dtype=self.dtype)
+        return np.frombuffer(data, dtype=self.dtype)
+
+
+def _backslashes(text: bytes | mmap.mmap, at: int) -> int:
     """Return how many backslashes come right before position `at` of `text`."""
     count = 0
     while at - count > 0 and text[at - count - 1] == 0x5C:
@@ -310,7 +407,7 @@ class StringTable(Sequence[str]):
     decoded when it is asked for (a name in a path or a constructor), not the million at once.
     """
 
-    def __init__(self, text: bytes, starts: np.ndarray, ends: np.ndarray) -> None:
+    def __init__(self, text: bytes | mmap.mmap, starts: np.ndarray, ends: np.ndarray) -> None:
         self._text, self._starts, self._ends = text, starts, ends
 
     def __len__(self) -> int:

@@ -40,3 +40,17 @@ def give_back() -> None:
         ctypes.CDLL(None).malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def map_large_blocks(threshold: int = 4 * KB * KB) -> None:
+    """Have glibc give every block of `threshold` bytes or more its own mapping, returned to
+    the system when freed (`M_MMAP_THRESHOLD`). By default glibc raises that threshold after
+    each large block freed, up to 32 MB, and then keeps freed arrays of that size in its heap:
+    a process working through arrays of tens of MB (a heap snapshot's analysis) holds them
+    all at its peak. Nothing where the C library has no `mallopt`."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).mallopt(-3, threshold)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
