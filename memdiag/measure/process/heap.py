@@ -19,6 +19,8 @@ from typing import Any
 
 # The sites kept at the peak; the rest is summed into the total.
 PEAK_SITES = 15
+# The sites kept of what was live at the end.
+LIVE_SITES = 500
 
 
 @dataclass
@@ -29,60 +31,77 @@ class HeapCapture:
     peak_bytes: int | None
     timeline: list[tuple[float, int]] = field(default_factory=list)
     at_peak: list[dict[str, Any]] = field(default_factory=list)
+    # With `read_capture(at_end=True)`: what was still live when the capture ended.
+    at_end: list[dict[str, Any]] = field(default_factory=list)
+    at_end_bytes: int = 0
 
 
-def read_capture(path: str | Path) -> HeapCapture:
-    """Return the peak, heap timeline and sites at the peak of a memray capture; empty if
-    it was never written."""
+def read_capture(path: str | Path, at_end: bool = False) -> HeapCapture:
+    """Return the peak, heap timeline and sites at the peak of a memray capture; with
+    `at_end`, also the sites still live when it ended (memray's "leaked" records: `at_end`,
+    the LIVE_SITES largest, and their total `at_end_bytes`), from the same read, the sites of
+    the stacks both share worked out once. Empty if it was never written."""
     if not _written(path):
         return HeapCapture(None)
     from memray import FileReader
 
     reader = FileReader(str(path))
+    sites = _SiteCache()
     try:
         peak = int(reader.metadata.peak_memory)
         timeline = [(snap.time / 1000, int(snap.heap)) for snap in reader.get_memory_snapshots()]
-        at_peak = _sites(reader.get_high_watermark_allocation_records(merge_threads=True))
+        records = reader.get_high_watermark_allocation_records(merge_threads=True)
+        capture = HeapCapture(peak, timeline, _sites(records, sites=sites))
+        if at_end:
+            leaked = reader.get_leaked_allocation_records(merge_threads=True)
+            rows = _sites(leaked, None, sites)
+            capture.at_end = rows[:LIVE_SITES]
+            capture.at_end_bytes = sum(r["size_bytes"] for r in rows)
     finally:
         reader.close()
-    return HeapCapture(peak, timeline, at_peak)
-
-
-def live_at_end(path: str | Path, top: int = 500) -> tuple[list[dict[str, Any]], int]:
-    """Return the sites still live when the capture ended (memray's "leaked" records),
-    largest first, as [{site, traceback, size_bytes, count}], and their total in bytes."""
-    if not _written(path):
-        return [], 0
-    from memray import FileReader
-
-    reader = FileReader(str(path))
-    try:
-        rows = _sites(reader.get_leaked_allocation_records(merge_threads=True), None)
-    finally:
-        reader.close()
-    return rows[:top], sum(r["size_bytes"] for r in rows)
+    return capture
 
 
 def _written(path: str | Path) -> bool:
     return Path(path).is_file() and Path(path).stat().st_size > 0
 
 
-def _sites(records: Any, top: int | None = PEAK_SITES) -> list[dict[str, Any]]:
+class _SiteCache(dict[tuple[Any, ...], tuple[str, list[list[Any]]] | None]):
+    """A stack's site and traceback (None: memdiag's own work), by stack: the peak's records
+    and the end's share most of their stacks."""
+
+
+def _site_of(stack: list[Any]) -> tuple[str, list[list[Any]]] | None:
+    """Return the job's line for `stack` (innermost first) and its traceback, oldest first;
+    None for memdiag's own work in the child (its snapshots)."""
+    inner, caller = _inside_machinery(stack)
+    if caller is not None and caller not in _CALLS_TARGET:
+        return None
+    frames = [[filename, line] for _, filename, line in reversed(stack)]
+    job = next((f for _, f, n in inner if _is_job(f)), None)
+    line = next((n for _, f, n in inner if f == job), stack[0][2])
+    return f"{job or stack[0][1]}:{line}", frames
+
+
+def _sites(
+    records: Any, top: int | None = PEAK_SITES, sites: _SiteCache | None = None
+) -> list[dict[str, Any]]:
     """Group memray's records by the job's own line: the innermost frame outside the
     standard library, installed packages and memdiag (a line in SQLAlchemy says less than
     the job's call into it); the allocating frames stay in the traceback."""
+    sites = _SiteCache() if sites is None else sites
     merged: dict[str, dict[str, Any]] = {}
     for record in records:
         stack = record.stack_trace()  # innermost first: (function, file, line)
         if not stack:
             continue
-        inner, caller = _inside_machinery(stack)
-        if caller is not None and caller not in _CALLS_TARGET:
+        key = tuple(stack)
+        if key not in sites:
+            sites[key] = _site_of(stack)
+        found = sites[key]
+        if found is None:
             continue  # memdiag's own work in the child (its snapshots), not the job's memory
-        frames = [[filename, line] for _, filename, line in reversed(stack)]
-        job = next((f for _, f, n in inner if _is_job(f)), None)
-        line = next((n for _, f, n in inner if f == job), stack[0][2])
-        site = f"{job or stack[0][1]}:{line}"
+        site, frames = found
         entry = merged.get(site)
         if entry is None:
             merged[site] = {"site": site, "traceback": frames, "size_bytes": 0, "count": 0}
@@ -131,4 +150,4 @@ def _is_job(filename: str) -> bool:
     return not real.startswith(_LIBRARY_DIRS) and "site-packages" not in real
 
 
-__all__ = ["PEAK_SITES", "HeapCapture", "live_at_end", "read_capture"]
+__all__ = ["LIVE_SITES", "PEAK_SITES", "HeapCapture", "read_capture"]

@@ -114,9 +114,9 @@ def snapshot_target(
     run = _measure(target, params, _options(target, extra, memray_path, native))
     names = ["before.json", *sorted(p.name for p in out.glob("phase-*.json")), "after.json"]
     snaps = [load_snapshot(out / name) for name in names if (out / name).exists()]
-    peak = _read_peak(peak_path)
+    peak = _read_peak(peak_path, at_end=not at_phase)
     if peak is not None and snaps and snaps[-1].label == "after":
-        _add_peak(snaps, peak, peak_path, frames, from_memray=not at_phase)
+        _add_peak(snaps, peak, frames, from_memray=not at_phase)
         for name, snap in (("before.json", snaps[0]), ("after.json", snaps[-1])):
             write_json_atomic(out / name, snap.to_dict())
     if not memray_path:
@@ -124,23 +124,22 @@ def snapshot_target(
     return Series(run, snaps, {}, peak=peak, notes=env_notes())
 
 
-def _read_peak(capture: str) -> HeapCapture | None:
-    """Return the peak of memray's capture of the call; None when there is none to read."""
+def _read_peak(capture: str, at_end: bool = False) -> HeapCapture | None:
+    """Return the peak of memray's capture of the call (with `at_end`, what was live at its
+    end too, in the same read); None when there is none to read."""
     from memdiag.measure.process.heap import read_capture
 
     try:
-        heap = read_capture(capture)
+        heap = read_capture(capture, at_end=at_end)
     except Exception:  # a capture cut short (the job killed at --timeout) may not be readable
         return None
     return heap if heap.peak_bytes is not None else None
 
 
-def _add_peak(
-    snaps: list[Snapshot], heap: HeapCapture, capture: str, frames: int, from_memray: bool
-) -> None:
+def _add_peak(snaps: list[Snapshot], heap: HeapCapture, frames: int, from_memray: bool) -> None:
     """Fill the last snapshot's peak from memray's capture of the call; without tracemalloc,
-    its sites too (what the call allocated and still held), and the first one's heap as 0."""
-    from memdiag.measure.process.heap import live_at_end
+    its sites too (what the call allocated and still held: the capture read `at_end`), and
+    the first one's heap as 0."""
     from memdiag.model.snapshot import PeakSite, SiteStat
 
     after = snaps[-1]
@@ -148,7 +147,7 @@ def _add_peak(
     after.at_peak = [PeakSite(**row) for row in heap.at_peak]
     if not from_memray:
         return
-    rows, total = live_at_end(capture)
+    rows, total = heap.at_end, heap.at_end_bytes
     after.sites = [
         SiteStat(_up_to_site(r["traceback"], r["site"])[-frames:], r["size_bytes"], r["count"])
         for r in rows
