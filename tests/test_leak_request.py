@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
+
+import pytest
 
 from memdiag.analysis.leaks import LeakSettings, attribution_request
 from memdiag.model import SiteStat, Snapshot, TypeStat
@@ -49,3 +53,24 @@ def test_nothing_leaking_asks_for_nothing() -> None:
     snaps = [_snap(i, [0] * 8, 0) for i in range(8)]
     request = attribution_request(snaps, LeakSettings())
     assert request["sites"] == [] and request["types"] == [] and request["grown_types"] == []
+
+
+def test_a_rule_that_fails_still_answers_the_child_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Unanswered, the child waits 300 s for the request before it goes on.
+    from memdiag.measure.python import driver, tracked
+
+    def broken(*_: object, **__: object) -> dict[str, object]:
+        raise KeyError("fields")
+
+    monkeypatch.setattr(driver, "attribution_request", broken)
+    (tmp_path / "iter-000.json").write_text(json.dumps(_snap(0, [KB] * 8, 0).to_dict()))
+    with driver.AttributionRequester(tmp_path, LeakSettings(), every_s=0.01):
+        (tmp_path / tracked.DONE_FILE).write_text("{}")
+        deadline = time.monotonic() + 5
+        while not (tmp_path / tracked.REQUEST_FILE).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    request = json.loads((tmp_path / tracked.REQUEST_FILE).read_text())
+    assert request["sites"] == [] and request["types"] == []
+    assert "the leak rule failed on the snapshots: KeyError('fields')" in capsys.readouterr().err

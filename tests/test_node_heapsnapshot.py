@@ -404,3 +404,49 @@ def test_the_string_table_reads_as_json_does(tmp_path: Path) -> None:
     assert len(table) == len(expected)
     assert [table[i] for i in range(len(table))] == expected
     assert set(names[:-1]) <= set(expected)  # (V8 writes an astral name its own way)
+
+
+def test_a_table_reached_first_through_the_running_code_is_named_as_its_set() -> None:
+    # The snapshot taken inside the loop adding to the Set: the shortest path to the Set's
+    # table runs through the running code (a variable of its context), and the Set is one
+    # level further, through `service`.
+    from memdiag.analysis.heapsummary import summarise
+
+    strings = [
+        "",
+        "(Stack roots)",
+        "Set",
+        "Object",
+        "service",
+        "processedRecords",
+        "table",
+        "global",
+        "records",
+    ]
+    # node: (type, name, size): the root, the running code, the Set, its table, the global
+    # object, the service; edges: (from, type, name, to), listed by their source
+    nodes = [(3, 0, 0), (0, 1, 0), (2, 2, 100), (1, 0, 500_000), (2, 7, 50), (2, 3, 40)]
+    edges = [(0, 1, 1, 1), (0, 5, 0, 4), (1, 0, 8, 3), (2, 3, 6, 3), (4, 2, 4, 5), (5, 2, 5, 2)]
+    counts = np.bincount([e[0] for e in edges], minlength=len(nodes))
+    first = np.zeros(len(nodes) + 1, dtype=np.int32)
+    np.cumsum(counts, out=first[1:])
+    heap = HeapGraph(
+        node_types=["hidden", "array", "object", "synthetic"],
+        edge_types=["context", "element", "property", "internal", "hidden", "shortcut", "weak"],
+        node_type=np.array([n[0] for n in nodes], dtype=np.uint8),
+        node_name=np.array([n[1] for n in nodes], dtype=np.uint32),
+        node_id=np.arange(1, 2 * len(nodes), 2, dtype=np.uint32),
+        self_size=np.array([n[2] for n in nodes], dtype=np.uint32),
+        first_edge=first,
+        edge_type=np.array([e[1] for e in edges], dtype=np.uint8),
+        edge_name=np.array([e[2] for e in edges], dtype=np.uint32),
+        edge_to=np.array([e[3] for e in edges], dtype=np.uint32),
+        strings=strings,
+        locations={},
+    )
+    tree = dominator_tree(heap)
+    assert int(tree.parent[3]) == 1  # the running code's variable comes first
+    first_retainer = summarise(heap, tree).retainers[0]
+    assert first_retainer["name"] == "Set"
+    assert first_retainer["retained_bytes"] == 500_100  # the table counts with its Set
+    assert first_retainer["expression"] == "service.processedRecords"

@@ -194,6 +194,8 @@ def collection_of(graph: HeapGraph, tree: DominatorTree, node: int) -> tuple[int
     holder = _holding_collection(graph, tree.parent, tree.parent_edge, node)
     if holder < 0 and not _written_path(graph, tree.parent, tree.parent_edge, node)[0]:
         holder = _holding_collection(graph, *_user_paths(graph), node)
+    if holder < 0:  # both shortest paths pass elsewhere: any collection holding it counts
+        holder = _retaining_collection(graph, node)
     if holder < 0:
         return node, int(tree.retained[node])
     kept = int(tree.retained[holder])
@@ -212,6 +214,27 @@ def _holding_collection(
     edge = int(parent_edge[node])
     if int(graph.edge_type[edge]) in internal and int(graph.node_type[holder]) in named:
         return holder
+    return -1
+
+
+def _retaining_collection(graph: HeapGraph, node: int) -> int:
+    """Return an object holding `node` by an internal link among all its retainers, or -1:
+    a Set's table reached first through a stack slot of the code adding to the Set (the
+    snapshot taken in its loop) is still the Set's. One pass over the edges, for the few
+    largest retainers only."""
+    import numpy as np
+
+    internal = [graph.edge_code("internal"), graph.edge_code("hidden")]
+    named = [graph.type_code(t) for t in NAMED_TYPES]
+    for lo in range(0, len(graph.edge_to), SLICE):
+        edges = np.flatnonzero(graph.edge_to[lo : lo + SLICE] == node) + lo
+        edges = edges[np.isin(graph.edge_type[edges], internal)]
+        if not len(edges):
+            continue
+        owners = np.searchsorted(graph.first_edge, edges, side="right") - 1
+        held = owners[np.isin(graph.node_type[owners], named) & (owners > 0)]
+        if len(held):
+            return int(held[0])
     return -1
 
 

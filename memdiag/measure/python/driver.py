@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -274,7 +275,15 @@ class AttributionRequester:
         while not self.done.wait(self.every_s):
             if (self.work / child_tracked.DONE_FILE).exists():
                 begun = time.perf_counter()
-                write_json_atomic(self.work / child_tracked.REQUEST_FILE, self._request())
+                try:
+                    request = self._request()
+                except Exception as exc:
+                    # Unanswered, the child would wait REQUEST_WAIT_S (300 s) for nothing:
+                    # it names nothing, and the analysis after it says what failed.
+                    message = f"memdiag: the leak rule failed on the snapshots: {exc!r}"
+                    print(message, file=sys.stderr, flush=True)
+                    request = dict(NOTHING_REQUESTED)
+                write_json_atomic(self.work / child_tracked.REQUEST_FILE, request)
                 self.elapsed_s = time.perf_counter() - begun
                 return
 
@@ -284,7 +293,11 @@ class AttributionRequester:
             return attribution_request(snaps, self.settings)
         except (MemdiagError, ValueError):
             # Nothing to decide on (no snapshot readable): the child names nothing.
-            return {"chains": 0, "sites": [], "types": [], "grown_types": []}
+            return dict(NOTHING_REQUESTED)
+
+
+# What the child names when there is nothing to decide on: nothing.
+NOTHING_REQUESTED: dict[str, Any] = {"chains": 0, "sites": [], "types": [], "grown_types": []}
 
 
 def _options(
