@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from memdiag.analysis.fit import fit_line, t_quantile
+from memdiag.analysis.fit import LinearFit, fit_line, t_quantile
 
 # The order of simplicity: the first candidate within SIMPLER_WITHIN of the best is chosen;
 # between candidates of as many parameters, the better score.
@@ -126,9 +126,9 @@ class Curve:
         if self.model == "constant":
             leverage = 1 + 1 / self.n
         else:
-            leverage = self._shape_leverage(x, xs) or (
-                1 + 1 / self.n + (self.g(x) - self.mean_g) ** 2 / max(self.sxx_g, 1e-300)
-            )
+            sxx = max(self.sxx_g, 1e-300)
+            line = LinearFit(self.b, self.a, 0.0, self.n, self.mean_g, sxx, self.residual_sd)
+            leverage = self._shape_leverage(x, xs) or line.leverage(self.g(x))
         fitted = t_quantile(self.n - params) * math.sqrt(
             self.residual_sd**2 * leverage + extra_sd**2
         )

@@ -44,8 +44,8 @@ class Parents:
     a slice. Not kept as an array of its own: 4 bytes a node, twice (the root's paths and the
     global objects')."""
 
-    def __init__(self, first_edge: np.ndarray, parent_edge: np.ndarray) -> None:
-        self.first_edge, self.parent_edge = first_edge, parent_edge
+    def __init__(self, graph: HeapGraph, parent_edge: np.ndarray) -> None:
+        self.graph, self.parent_edge = graph, parent_edge
 
     def __len__(self) -> int:
         return len(self.parent_edge)
@@ -54,7 +54,7 @@ class Parents:
         import numpy as np
 
         edge = self.parent_edge[index]
-        owner = np.searchsorted(self.first_edge, edge, side="right") - 1
+        owner = self.graph.edge_owners(edge)
         if np.ndim(edge) == 0:
             return int(owner) if edge >= 0 else -1
         return np.where(edge >= 0, owner, -1)
@@ -121,7 +121,7 @@ def dominator_tree(graph: HeapGraph, root: int = 0) -> DominatorTree:
     assert order is not None
     parent_edge = _spilled(graph, parent_edge)
     give_back()  # each stage's temporaries, before the next stage's (glibc keeps them)
-    parent = Parents(graph.first_edge, parent_edge)
+    parent = Parents(graph, parent_edge)
     # By number: the breadth-first tree (root -1), a slice at a time (the owners of the
     # edges are found as 64-bit positions).
     idom_k = np.empty(len(order.nodes), dtype=np.int32)
@@ -250,7 +250,7 @@ def user_root_paths(graph: HeapGraph, root: int = 0) -> tuple[Parents, np.ndarra
     weak = graph.edge_code("weak")
     parent_edge, _ = _breadth_first(graph, weak, root, shortcuts, keep_order=False)
     parent_edge = _spilled(graph, parent_edge)
-    return Parents(graph.first_edge, parent_edge), parent_edge
+    return Parents(graph, parent_edge), parent_edge
 
 
 def _spilled(graph: HeapGraph, values: np.ndarray) -> np.ndarray:

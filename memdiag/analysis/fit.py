@@ -56,6 +56,11 @@ class LinearFit:
         half = t_quantile(self.n - self.params, confidence) * stderr
         return self.slope - half, self.slope + half
 
+    def leverage(self, x: float) -> float:
+        """Return 1 + 1/n + (x - mean)² / Sxx: a new observation's variance at `x` in units
+        of the residuals' (the spread of the fitted line there, and the observation's own)."""
+        return 1 + 1 / self.n + (x - self.mean_x) ** 2 / self.sxx
+
     def prediction_interval(
         self, x: float, confidence: float = CONFIDENCE, extra_sd: float = 0.0
     ) -> tuple[float, float] | None:
@@ -66,8 +71,7 @@ class LinearFit:
         """
         if self.residual_sd is None or self.sxx <= 0 or self.n <= self.params:
             return None
-        leverage = 1 + 1 / self.n + (x - self.mean_x) ** 2 / self.sxx
-        sd = math.sqrt(self.residual_sd**2 * leverage + extra_sd**2)
+        sd = math.sqrt(self.residual_sd**2 * self.leverage(x) + extra_sd**2)
         half = t_quantile(self.n - self.params, confidence) * sd
         centre = self.at(x)
         return centre - half, centre + half

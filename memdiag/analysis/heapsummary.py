@@ -209,12 +209,18 @@ def _holding_collection(
     holder = int(parent[node])
     if holder <= 0:
         return -1
-    internal = (graph.edge_code("internal"), graph.edge_code("hidden"))
-    named = [graph.type_code(t) for t in NAMED_TYPES]
+    internal, named = _collection_links(graph)
     edge = int(parent_edge[node])
     if int(graph.edge_type[edge]) in internal and int(graph.node_type[holder]) in named:
         return holder
     return -1
+
+
+def _collection_links(graph: HeapGraph) -> tuple[list[int], list[int]]:
+    """Return the edge types by which a collection holds its table (internal, hidden) and
+    the node types a collection has (objects, natives)."""
+    internal = [graph.edge_code("internal"), graph.edge_code("hidden")]
+    return internal, [graph.type_code(t) for t in NAMED_TYPES]
 
 
 def _retaining_collection(graph: HeapGraph, node: int) -> int:
@@ -224,14 +230,13 @@ def _retaining_collection(graph: HeapGraph, node: int) -> int:
     largest retainers only."""
     import numpy as np
 
-    internal = [graph.edge_code("internal"), graph.edge_code("hidden")]
-    named = [graph.type_code(t) for t in NAMED_TYPES]
+    internal, named = _collection_links(graph)
     for lo in range(0, len(graph.edge_to), SLICE):
         edges = np.flatnonzero(graph.edge_to[lo : lo + SLICE] == node) + lo
         edges = edges[np.isin(graph.edge_type[edges], internal)]
         if not len(edges):
             continue
-        owners = np.searchsorted(graph.first_edge, edges, side="right") - 1
+        owners = graph.edge_owners(edges)
         held = owners[np.isin(graph.node_type[owners], named) & (owners > 0)]
         if len(held):
             return int(held[0])
@@ -322,9 +327,7 @@ def _written_path(
 
 def _is_global(graph: HeapGraph, edge: int) -> bool:
     """True when `edge` leaves a global object (a property of `globalThis`)."""
-    import numpy as np
-
-    owner = int(np.searchsorted(graph.first_edge, edge, side="right") - 1)
+    owner = int(graph.edge_owners(edge))
     label = graph.strings[int(graph.node_name[owner])]
     return label.startswith("global") or label.startswith("Window")
 

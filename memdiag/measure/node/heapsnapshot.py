@@ -69,6 +69,12 @@ class HeapGraph:
     # The read-only mappings of the spilled columns and strings (see `release_pages`).
     mapped: list[mmap.mmap] = field(default_factory=list)
 
+    def edge_owners(self, edges: Any) -> Any:
+        """Return the node whose edges hold each of `edges` (an edge index or an array)."""
+        import numpy as np
+
+        return np.searchsorted(self.first_edge, edges, side="right") - 1
+
     def release_pages(self) -> None:
         """Drop the pages of the spilled columns that were read from this process's memory:
         they stay in the file (and the page cache), read again when next asked for."""
@@ -161,9 +167,7 @@ class _Reader:
             raise self.fail("an edge points past the last node")
         if len(strings) and node_count and int(n_name.max()) >= len(strings):
             raise self.fail("a name points past the last string")
-        for mapping in self.mapped:  # read whole for those checks
-            mapping.madvise(mmap.MADV_DONTNEED)
-        return HeapGraph(
+        graph = HeapGraph(
             node_types=list(meta["node_types"][0]),
             edge_types=list(meta["edge_types"][0]),
             node_type=n_type,
@@ -178,6 +182,8 @@ class _Reader:
             locations=locations,
             mapped=self.mapped,
         )
+        graph.release_pages()  # the names were read whole for those checks
+        return graph
 
     def header(self) -> tuple[dict[str, Any], int, int]:
         """Return `snapshot.meta`, the node count and the edge count from the file's head."""

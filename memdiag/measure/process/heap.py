@@ -22,6 +22,10 @@ PEAK_SITES = 15
 # The sites kept of what was live at the end.
 LIVE_SITES = 500
 
+# A stack's site and traceback (None: memdiag's own work), by stack: the peak's records and
+# the end's share most of their stacks.
+_SiteCache = dict[tuple[Any, ...], tuple[str, list[list[Any]]] | None]
+
 
 @dataclass
 class HeapCapture:
@@ -46,7 +50,7 @@ def read_capture(path: str | Path, at_end: bool = False) -> HeapCapture:
     from memray import FileReader
 
     reader = FileReader(str(path))
-    sites = _SiteCache()
+    sites: _SiteCache = {}
     try:
         peak = int(reader.metadata.peak_memory)
         timeline = [(snap.time / 1000, int(snap.heap)) for snap in reader.get_memory_snapshots()]
@@ -64,11 +68,6 @@ def read_capture(path: str | Path, at_end: bool = False) -> HeapCapture:
 
 def _written(path: str | Path) -> bool:
     return Path(path).is_file() and Path(path).stat().st_size > 0
-
-
-class _SiteCache(dict[tuple[Any, ...], tuple[str, list[list[Any]]] | None]):
-    """A stack's site and traceback (None: memdiag's own work), by stack: the peak's records
-    and the end's share most of their stacks."""
 
 
 def _site_of(stack: list[Any]) -> tuple[str, list[list[Any]]] | None:
@@ -89,7 +88,7 @@ def _sites(
     """Group memray's records by the job's own line: the innermost frame outside the
     standard library, installed packages and memdiag (a line in SQLAlchemy says less than
     the job's call into it); the allocating frames stay in the traceback."""
-    sites = _SiteCache() if sites is None else sites
+    sites = {} if sites is None else sites
     merged: dict[str, dict[str, Any]] = {}
     for record in records:
         stack = record.stack_trace()  # innermost first: (function, file, line)
