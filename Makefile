@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install demo test lint bench guard baseline clean
 
-# memdiag and its reference engines (a distribution of their own, plugins/), both from the checkout
-$(STAMP): pyproject.toml plugins/pyproject.toml
+# memdiag (its compiled loops built where there is a C compiler) and its reference engines (a
+# distribution of their own, plugins/), both from the checkout
+$(STAMP): pyproject.toml setup.py memdiag/measure/python/_heapwalk.c plugins/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,node]' -e './plugins[postgres]'
@@ -54,4 +55,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --out docs/performance.md
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache memdiag/measure/python/*.so

@@ -50,6 +50,7 @@ Examples:
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -212,7 +213,6 @@ def command(
         frames=frames,
         vary=vary,
         settings=settings,
-        graphs_dir=out_dir,
         keep_dir=out_dir,
         timeout=positive("--timeout", timeout),
     )
@@ -238,6 +238,12 @@ def command(
             f"{series.run.error.type}: {series.run.error.message}",
         )
     report.notes = [*series.notes, *_busy_note()]
+    if out_dir:
+        from memdiag.render.chain_png import draw_chains
+
+        begun = time.perf_counter()
+        draw_chains(report, Path(out_dir))
+        report.timings["graphs"] = round(time.perf_counter() - begun, 3)
     done = max(len(series.snapshots) - 1, 0)
     # A call that raised ends the calls too: the report covers the calls before it.
     partial = series.partial or (failed and every is None and done < iterations)

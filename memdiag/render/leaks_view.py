@@ -50,6 +50,7 @@ TIMING_STAGES = [
     ("evidence_owners", "  owners"),
     ("child", "the job's process, in all"),
     ("analysis", "memdiag's analysis"),
+    ("graphs", "the chains' graphs (graphviz)"),
     ("report", "the report"),
 ]
 TIMING_COLUMNS = ["stage", "seconds", "of the job's process"]
@@ -63,7 +64,7 @@ def timing_rows(timings: dict[str, float]) -> list[list[str]]:
         if key not in timings:
             continue
         seconds = float(timings[key])
-        inside = key not in ("child", "analysis", "report")
+        inside = key not in ("child", "analysis", "graphs", "report")
         share = f"{seconds / whole:.0%}" if whole and inside else ""
         rows.append([label, f"{seconds:.2f}", share])
     return rows

@@ -37,7 +37,6 @@ class LeakPlan:
     frames: int = 8
     vary: str | None = None
     settings: LeakSettings = field(default_factory=LeakSettings)
-    graphs_dir: str | None = None
     keep_dir: str | None = None
     timeout: float | None = None
 
@@ -189,7 +188,6 @@ def leak_series(
         "iterations": plan.iterations,
         "every": plan.every,
         "vary": plan.vary,
-        "graphs_dir": plan.graphs_dir and str(Path(plan.graphs_dir).resolve()),
         "target": target.text,
     }
     watcher = SnapshotWatcher(work, on_snapshot)

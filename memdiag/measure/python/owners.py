@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from memdiag.measure.python.chaintext import describe
-from memdiag.measure.python.refchain import is_traced
+from memdiag.measure.python.refchain import is_traced, traceback_reader
 from memdiag.measure.python.snapshot import type_name
 from memdiag.measure.python.untraced import read_ids
 
@@ -368,9 +368,22 @@ def new_since(new_tracked: Path, old_untracked: Path) -> Callable[[Any], bool]:
     call whose address a new one took counts as old unless traced; an old dict or tuple
     the call made tracked counts as new.
     """
+    counted = old_untracked.exists()  # not after a single call: then only the traced are new
+    try:
+        from memdiag.measure.python import _heapwalk
+    except ImportError:
+        return _new_since(new_tracked, old_untracked, counted)
+    old_ids = read_ids(str(old_untracked)) if counted else None
+    newness: Callable[[Any], bool] = _heapwalk.Newness(
+        read_ids(str(new_tracked)), old_ids, traceback_reader()
+    )
+    return newness
+
+
+def _new_since(new_tracked: Path, old_untracked: Path, counted: bool) -> Callable[[Any], bool]:
+    """`new_since` by the loops here, where the compiled ones were not built."""
     new = set(read_ids(str(new_tracked)))
     old = read_ids(str(old_untracked))
-    counted = old_untracked.exists()  # not after a single call: then only the traced are new
     old_set = set(old) if len(old) <= OLD_AS_SET else None
 
     def is_new(obj: Any) -> bool:
@@ -456,7 +469,11 @@ def _retained(
     counts: dict[str, tuple[int, int]] = {}
     names: dict[type, str] = {}
     total = 0
-    stack = [o for o in starts if id(o) not in claimed and id(o) not in seen and is_new(o)]
+    select = getattr(is_new, "select", None)  # the compiled test's loops, where built
+    if select is not None:
+        stack = select(starts, claimed, seen)
+    else:
+        stack = [o for o in starts if id(o) not in claimed and id(o) not in seen and is_new(o)]
     seen.update(id(obj) for obj in stack)
     tree = record[0] if record is not None else None
     if record is not None:
@@ -464,6 +481,8 @@ def _retained(
             record[0].start[id(obj)] = record[1]
             record[0].parent[id(obj)] = None
             record[0].first.setdefault(record[1], obj)
+    if select is not None:
+        return _walked(is_new, stack, claimed, seen, tree)
     walked = 0
     while stack:
         obj = stack.pop()
@@ -491,6 +510,28 @@ def _retained(
                 if tree is not None:
                     tree.parent[id(ref)] = obj
     return counts, total, False
+
+
+def _walked(
+    is_new: Any, stack: list[Any], claimed: set[int], seen: set[int], tree: _Tree | None
+) -> tuple[dict[str, tuple[int, int]], int, bool]:
+    """`_retained`'s walk from `stack` by the compiled loop (`_heapwalk.Newness.walk`)."""
+    pushed, parents, stats, truncated = is_new.walk(stack, claimed, seen, MAX_RETAINED)
+    counts: dict[str, tuple[int, int]] = {}
+    total = 0
+    for kind, (count, size, traced, first) in stats.items():
+        name = type_name(kind)
+        held = counts.get(name, (0, 0))
+        counts[name] = (held[0] + count, held[1] + size)
+        total += size
+        if tree is not None:
+            tree.example.setdefault(name, first)
+            if _traceable(kind):
+                tree.traceable += count
+                tree.traced += traced
+    if tree is not None:
+        tree.parent.update(zip(map(id, pushed), parents, strict=True))
+    return counts, total, truncated
 
 
 def _unique(names: Any) -> list[str]:

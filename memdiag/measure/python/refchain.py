@@ -87,7 +87,7 @@ class Evidence:
                 self._full() or self._stale() or time.perf_counter() > deadline
             ):
                 break
-            raw = _raw_traceback(obj)
+            raw = raw_traceback(obj)
             name = names[type(obj)]
             if raw:
                 site: Site | None = raw[0]  # the raw form is most recent first: the line
@@ -190,7 +190,14 @@ def _newest_first(grown: set[str], names: dict[type, str]) -> Generator[Any, Non
                 yield ref
 
 
-def _raw_traceback(obj: Any) -> tuple[Site, ...] | None:
+def traceback_reader() -> Callable[[Any], Any]:
+    """Return the fastest function from an object to its traceback's frames or None:
+    tracemalloc's own where it has one (no Python frame between, millions of calls)."""
+    return _get_raw if _get_raw is not None else raw_traceback
+
+
+def raw_traceback(obj: Any) -> tuple[Site, ...] | None:
+    """Return the frames tracemalloc traced `obj`'s allocation at, None when it did not."""
     # The raw tuple, without the Traceback and Frame wrappers: this runs for every live
     # object of the grown types, a few hundred thousand times.
     if _get_raw is not None:
@@ -205,7 +212,7 @@ _get_raw = getattr(tracemalloc, "_get_object_traceback", None)
 
 def is_traced(obj: Any) -> bool:
     """Return whether tracemalloc traced the allocation of `obj` (tracing must be on)."""
-    return _raw_traceback(obj) is not None
+    return raw_traceback(obj) is not None
 
 
 class Search:
@@ -384,7 +391,7 @@ def _held_by(search: Search, referrers: list[Any], wanted: set[int]) -> dict[int
             continue
         if isinstance(holder, types.FrameType) and holder.f_code.co_filename.startswith(_OWN):
             continue
-        hits = {id(r) for r in gc.get_referents(holder)} & wanted
+        hits = wanted.intersection(map(id, gc.get_referents(holder)))
         hits.discard(id(type(holder)))  # an instance refers to its class: that holds nothing
         for hit in hits:
             held.setdefault(hit, []).append(holder)

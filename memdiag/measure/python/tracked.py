@@ -17,15 +17,13 @@ Run through memdiag's launcher as `python -m memdiag.measure.python.tracked SPEC
 - `mode: "every"`: call it once, snapshot every `every` seconds while it runs.
 
 Each snapshot is written to `out` at once and dropped: a list of snapshots kept here would
-itself grow every iteration. Standard library only, but objgraph for `graphs_dir` and memray
-for `peak_path`.
+itself grow every iteration. Standard library only, but memray for `peak_path`.
 """
 
 from __future__ import annotations
 
 import array
 import gc
-import itertools
 import json
 import os
 import re
@@ -152,7 +150,8 @@ def run_leaks(func: Any, job: Job) -> int:
         if vary:
             params[vary] = params.get(vary, 0) + i  # fresh input per call, as a service gets
         if i == last:
-            gc.collect()
+            # Collected by the snapshot just taken (a full collection costs 0.1 s per
+            # million objects a container holds: the set of a sync service is visited whole).
             gc.freeze()  # never collected nor moved in the call: what is not frozen is new
             full_s = max(FULL_CALLS * statistics.median(took), MIN_FULL_S) if took else None
             tracer.start(job.get("frames", 1), full_s)
@@ -390,13 +389,13 @@ def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
     for index, site in enumerate(sites):
         evidence["sites"][f"{site[0]}:{site[1]}"] = {
             "type": found.dominant_type(site),
-            "chain": _chain(search, job, f"site-{index + 1}"),
+            "chain": _chain(search, f"site-{index + 1}"),
         }
     for index, name in enumerate(names):
         origin = origins[name]
         evidence["types"][name] = {
             "site": f"{origin[0]}:{origin[1]}" if origin else None,
-            "chain": _chain(search, job, f"type-{index + 1}"),
+            "chain": _chain(search, f"type-{index + 1}"),
         }
     return evidence
 
@@ -556,7 +555,7 @@ def _site(key: str) -> tuple[str, int]:
     return filename, int(line)
 
 
-def _chain(search: Any, job: Job, stem: str) -> dict[str, Any] | None:
+def _chain(search: Any, stem: str) -> dict[str, Any] | None:
     from memdiag.measure.python import refchain
 
     path = search.paths.get(stem)
@@ -564,47 +563,7 @@ def _chain(search: Any, job: Job, stem: str) -> dict[str, Any] | None:
         return None
     chain = refchain.describe(path)
     chain["found_by"] = search.found_by.get(stem)
-    graphs = job.get("graphs_dir")
-    if graphs:
-        chain["png"] = _draw(path[1:], Path(graphs) / f"chain-{stem}.png")
     return chain
-
-
-def _with_holders(path: list[Any]) -> list[Any]:
-    """Return `path` with the dicts between its hops (a module's or an instance's
-    `__dict__`): objgraph follows only the objects of a chain, and without them the
-    drawing would stop at the first attribute."""
-    full = path[:1]
-    for holder, held in itertools.pairwise(path):
-        referents = gc.get_referents(holder)
-        if not any(r is held for r in referents):
-            between = next(
-                (
-                    r
-                    for r in referents
-                    if isinstance(r, dict) and any(v is held for v in r.values())
-                ),
-                None,
-            )
-            if between is not None:
-                full.append(between)
-        full.append(held)
-    return full
-
-
-def _draw(path: list[Any], png: Path) -> str | None:
-    """Return the PNG of the chain drawn by objgraph through graphviz, None without them."""
-    import shutil
-
-    if shutil.which("dot") is None:
-        return None
-    try:
-        import objgraph
-    except ImportError:
-        return None
-    png.parent.mkdir(parents=True, exist_ok=True)
-    objgraph.show_chain(_with_holders(path), filename=str(png))
-    return str(png) if png.exists() else None
 
 
 _KIND = {"schema_version": SCHEMA_VERSION, "kind": "evidence"}

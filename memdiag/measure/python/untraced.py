@@ -154,10 +154,14 @@ class Tracer:
 
 def write_ids(path: str, ids: Iterable[int]) -> None:
     """Write `ids` sorted, as native unsigned 64-bit integers, atomically."""
-    values = array.array("Q", sorted(ids))
+    write_id_bytes(path, array.array("Q", sorted(ids)).tobytes())
+
+
+def write_id_bytes(path: str, ids: bytes) -> None:
+    """Write `ids`, already sorted native unsigned 64-bit integers, atomically."""
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as out:
-        values.tofile(out)
+        out.write(ids)
     os.replace(tmp, path)
 
 

@@ -1,0 +1,949 @@
+/* The per-object loops of `memdiag leaks`, compiled: counting a heap of millions of objects
+ * by type in every snapshot, and telling the traced call's new objects from the old ones.
+ *
+ * Both run in a forked copy of the measured process, the job's heap read and never written
+ * (a write would copy the page it lands on). They give exactly what the pure-Python versions
+ * in snapshot.py and owners.py give, about ten times faster; those versions run wherever
+ * this module was not built (another interpreter, a machine without a compiler).
+ *
+ * count(objects, large_bytes) -> (stats, large, ids)
+ *     `objects`: the collector's objects (gc.get_objects()). Counts them and the untracked
+ *     objects they refer to, each once, two levels deep (a str inside an untracked tuple or
+ *     dict). stats: {type: [count, bytes]} (bytes as sys.getsizeof); large: [[id, bytes]]
+ *     of the objects of at least `large_bytes` (none when it is 0); ids: the untracked
+ *     objects' ids, sorted, as native unsigned 64-bit integers.
+ *
+ * Newness(new_tracked, old_untracked, traced)
+ *     new_tracked, old_untracked: sorted ids as `count` writes them (old_untracked None:
+ *     not counted); traced(obj): tracemalloc's traceback of obj or None. Called on an
+ *     object: whether the traced call made it (owners.new_since says how that is decided).
+ *     select(objects, claimed, seen): the new ones whose ids are in neither set.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if PY_VERSION_HEX >= 0x030D0000 /* exported still, no longer in the public headers */
+PyAPI_FUNC(size_t) _PySys_GetSizeOf(PyObject *);
+PyAPI_FUNC(PyObject *) _PyTraceMalloc_GetTraceback(unsigned int domain, uintptr_t ptr);
+#endif
+
+/* ---- a growable array of addresses ---- */
+
+typedef struct {
+    uintptr_t *items;
+    size_t len;
+    size_t cap;
+} Addrs;
+
+static int addrs_push(Addrs *a, uintptr_t value) {
+    if (a->len == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 4096;
+        uintptr_t *items = realloc(a->items, cap * sizeof(uintptr_t));
+        if (items == NULL) {
+            return -1;
+        }
+        a->items = items;
+        a->cap = cap;
+    }
+    a->items[a->len++] = value;
+    return 0;
+}
+
+/* Sorts in place, least significant 16 bits first, then drops repeats: streaming passes,
+ * far faster than a comparison sort at millions of addresses. */
+static int addrs_sort_unique(Addrs *a) {
+    if (a->len < 2) {
+        return 0;
+    }
+    uintptr_t top = 0;
+    for (size_t i = 0; i < a->len; i++) {
+        top |= a->items[i];
+    }
+    uintptr_t *spare = malloc(a->len * sizeof(uintptr_t));
+    size_t *counts = malloc(65536 * sizeof(size_t));
+    if (spare == NULL || counts == NULL) {
+        free(spare);
+        free(counts);
+        return -1;
+    }
+    uintptr_t *from = a->items, *to = spare;
+    for (unsigned shift = 0; shift < 64 && (top >> shift) != 0; shift += 16) {
+        memset(counts, 0, 65536 * sizeof(size_t));
+        for (size_t i = 0; i < a->len; i++) {
+            counts[(from[i] >> shift) & 0xffff]++;
+        }
+        size_t at = 0;
+        for (size_t d = 0; d < 65536; d++) {
+            size_t n = counts[d];
+            counts[d] = at;
+            at += n;
+        }
+        for (size_t i = 0; i < a->len; i++) {
+            to[counts[(from[i] >> shift) & 0xffff]++] = from[i];
+        }
+        uintptr_t *swap = from;
+        from = to;
+        to = swap;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < a->len; i++) {
+        if (kept == 0 || from[i] != from[kept - 1]) {
+            from[kept++] = from[i];
+        }
+    }
+    if (from != a->items) {
+        free(a->items);
+        a->items = from;
+        a->cap = a->len;
+    } else {
+        free(spare);
+    }
+    a->len = kept;
+    free(counts);
+    return 0;
+}
+
+/* An object to test and where it stands among the objects given. */
+typedef struct {
+    uintptr_t address;
+    size_t index;
+} Spot;
+
+/* Sorts by address, least significant 16 bits first (stable passes keep the given order
+ * among repeats). */
+static int spots_sort(Spot *spots, size_t n) {
+    uintptr_t top = 0;
+    for (size_t i = 0; i < n; i++) {
+        top |= spots[i].address;
+    }
+    Spot *spare = malloc((n ? n : 1) * sizeof(Spot));
+    size_t *counts = malloc(65536 * sizeof(size_t));
+    if (spare == NULL || counts == NULL) {
+        free(spare);
+        free(counts);
+        return -1;
+    }
+    Spot *from = spots, *to = spare;
+    for (unsigned shift = 0; shift < 64 && (top >> shift) != 0; shift += 16) {
+        memset(counts, 0, 65536 * sizeof(size_t));
+        for (size_t i = 0; i < n; i++) {
+            counts[(from[i].address >> shift) & 0xffff]++;
+        }
+        size_t at = 0;
+        for (size_t d = 0; d < 65536; d++) {
+            size_t k = counts[d];
+            counts[d] = at;
+            at += k;
+        }
+        for (size_t i = 0; i < n; i++) {
+            to[counts[(from[i].address >> shift) & 0xffff]++] = from[i];
+        }
+        Spot *swap = from;
+        from = to;
+        to = swap;
+    }
+    if (from != spots) {
+        memcpy(spots, from, n * sizeof(Spot));
+    }
+    free(spare);
+    free(counts);
+    return 0;
+}
+
+static int addrs_has(const Addrs *a, uintptr_t value) {
+    size_t lo = 0, hi = a->len;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (a->items[mid] < value) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < a->len && a->items[lo] == value;
+}
+
+/* ---- a set of addresses: open addressing, 0 never stored ---- */
+
+typedef struct {
+    uintptr_t *slots;
+    size_t mask;
+} AddrSet;
+
+static inline size_t addr_hash(uintptr_t a) {
+    uint64_t x = (uint64_t)a;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    return (size_t)x;
+}
+
+static int addrset_fill(AddrSet *s, const uintptr_t *items, size_t n) {
+    size_t cap = 16;
+    while (cap < n * 2) {
+        cap <<= 1;
+    }
+    s->slots = calloc(cap, sizeof(uintptr_t));
+    if (s->slots == NULL) {
+        return -1;
+    }
+    s->mask = cap - 1;
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t a = items[i];
+        if (a == 0) {
+            continue;
+        }
+        size_t at = addr_hash(a) & s->mask;
+        while (s->slots[at] != 0 && s->slots[at] != a) {
+            at = (at + 1) & s->mask;
+        }
+        s->slots[at] = a;
+    }
+    return 0;
+}
+
+static inline int addrset_has(const AddrSet *s, uintptr_t a) {
+    size_t at = addr_hash(a) & s->mask;
+    while (s->slots[at] != 0) {
+        if (s->slots[at] == a) {
+            return 1;
+        }
+        at = (at + 1) & s->mask;
+    }
+    return 0;
+}
+
+/* ---- sizes, as sys.getsizeof gives them, by the fastest way each type allows ---- */
+
+enum { SIZE_UNKNOWN, SIZE_FIXED, SIZE_DIRECT, SIZE_GENERAL };
+
+typedef struct {
+    PyTypeObject *type; /* NULL: a free slot */
+    Py_ssize_t count;
+    Py_ssize_t bytes;
+    int how;
+    Py_ssize_t fixed;   /* SIZE_FIXED: every object's size */
+    PyCFunction method; /* SIZE_DIRECT: the type's own C __sizeof__ */
+    Py_ssize_t extra;   /* SIZE_DIRECT: what getsizeof adds to it (the collector's header) */
+    PyObject *first;    /* Newness.walk: the first object of the type met */
+    Py_ssize_t traced;  /* Newness.walk: how many of them tracemalloc traced */
+} TypeRow;
+
+typedef struct {
+    TypeRow *rows;
+    size_t mask;
+    size_t used;
+    PyObject *object_sizeof; /* object.__sizeof__ */
+    PyObject *sizeof_name;
+} Types;
+
+static TypeRow *types_row(Types *t, PyTypeObject *type) {
+    if ((t->used + 1) * 2 > t->mask + 1) {
+        size_t cap = (t->mask + 1) * 2;
+        TypeRow *rows = calloc(cap, sizeof(TypeRow));
+        if (rows == NULL) {
+            return NULL;
+        }
+        for (size_t i = 0; i <= t->mask; i++) {
+            if (t->rows[i].type != NULL) {
+                size_t at = addr_hash((uintptr_t)t->rows[i].type) & (cap - 1);
+                while (rows[at].type != NULL) {
+                    at = (at + 1) & (cap - 1);
+                }
+                rows[at] = t->rows[i];
+            }
+        }
+        free(t->rows);
+        t->rows = rows;
+        t->mask = cap - 1;
+    }
+    size_t at = addr_hash((uintptr_t)type) & t->mask;
+    while (t->rows[at].type != NULL) {
+        if (t->rows[at].type == type) {
+            return &t->rows[at];
+        }
+        at = (at + 1) & t->mask;
+    }
+    t->rows[at].type = type;
+    t->used++;
+    return &t->rows[at];
+}
+
+/* getsizeof's answer, -1 when the object has none (its __sizeof__ failed). */
+static Py_ssize_t general_size(PyObject *obj) {
+    size_t size = _PySys_GetSizeOf(obj);
+    if (size == (size_t)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    return (Py_ssize_t)size;
+}
+
+static Py_ssize_t method_size(PyCFunction method, PyObject *obj) {
+    PyObject *result = method(obj, NULL);
+    if (result == NULL) {
+        PyErr_Clear();
+        return -1;
+    }
+    Py_ssize_t size = PyLong_AsSsize_t(result);
+    Py_DECREF(result);
+    if (size == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return -1;
+    }
+    return size;
+}
+
+/* Decides, from the first object of a type, how its objects are sized: a constant when the
+ * type has object's __sizeof__ and no items; its own C __sizeof__ called directly when it
+ * has one; else sys.getsizeof's way. The collector's header getsizeof adds is constant per
+ * type unless the type decides per object whether it is collected (tp_is_gc). */
+static void types_learn(Types *t, TypeRow *row, PyObject *obj) {
+    PyTypeObject *type = Py_TYPE(obj);
+    row->how = SIZE_GENERAL;
+    if (type->tp_is_gc != NULL) {
+        return;
+    }
+    PyObject *method = PyObject_GetAttr((PyObject *)type, t->sizeof_name);
+    if (method == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    Py_ssize_t whole = general_size(obj);
+    if (whole < 0) {
+        Py_DECREF(method);
+        return;
+    }
+    if (method == t->object_sizeof && type->tp_itemsize == 0) {
+        row->how = SIZE_FIXED;
+        row->fixed = whole;
+    } else if (Py_IS_TYPE(method, &PyMethodDescr_Type)) {
+        PyMethodDef *def = ((PyMethodDescrObject *)method)->d_method;
+        if ((def->ml_flags & (METH_VARARGS | METH_KEYWORDS | METH_O | METH_FASTCALL)) == 0 &&
+            (def->ml_flags & METH_NOARGS)) {
+            Py_ssize_t own = method_size(def->ml_meth, obj);
+            if (own >= 0 && own <= whole) {
+                row->how = SIZE_DIRECT;
+                row->method = def->ml_meth;
+                row->extra = whole - own;
+            }
+        }
+    }
+    Py_DECREF(method);
+}
+
+static int types_init(Types *t) {
+    t->rows = calloc(64, sizeof(TypeRow));
+    t->mask = 63;
+    t->used = 0;
+    t->object_sizeof = PyObject_GetAttrString((PyObject *)&PyBaseObject_Type, "__sizeof__");
+    t->sizeof_name = PyUnicode_InternFromString("__sizeof__");
+    if (t->rows == NULL && !PyErr_Occurred()) {
+        PyErr_NoMemory();
+    }
+    return t->rows != NULL && t->object_sizeof != NULL && t->sizeof_name != NULL ? 0 : -1;
+}
+
+static void types_clear(Types *t) {
+    free(t->rows);
+    Py_XDECREF(t->object_sizeof);
+    Py_XDECREF(t->sizeof_name);
+}
+
+/* Counts `obj` under its type (its row in `*found` when given); its size, -1 when it has
+ * none. */
+static Py_ssize_t types_add(Types *t, PyObject *obj, int *failed, TypeRow **found) {
+    TypeRow *row = types_row(t, Py_TYPE(obj));
+    if (row == NULL) {
+        *failed = 1;
+        return -1;
+    }
+    if (found != NULL) {
+        *found = row;
+    }
+    if (row->how == SIZE_UNKNOWN) {
+        types_learn(t, row, obj);
+    }
+    Py_ssize_t size;
+    switch (row->how) {
+    case SIZE_FIXED:
+        size = row->fixed;
+        break;
+    case SIZE_DIRECT:
+        size = method_size(row->method, obj);
+        if (size >= 0) {
+            size += row->extra;
+        }
+        break;
+    default:
+        size = general_size(obj);
+    }
+    row->count++;
+    if (size > 0) {
+        row->bytes += size;
+    }
+    return size;
+}
+
+/* ---- count ---- */
+
+typedef struct {
+    Addrs *into;
+    int failed;
+} Visit;
+
+/* Every referent is listed, tracked or not: which are tracked is asked later, in address
+ * order, where reading each object's header costs far fewer cache misses than here. */
+static int visit_any(PyObject *ref, void *arg) {
+    Visit *v = (Visit *)arg;
+    if (addrs_push(v->into, (uintptr_t)ref) < 0) {
+        v->failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
+static int referents_into(PyObject *obj, Visit *v) {
+    if (!PyObject_IS_GC(obj)) {
+        return 0;
+    }
+    traverseproc traverse = Py_TYPE(obj)->tp_traverse;
+    if (traverse == NULL) {
+        return 0;
+    }
+    traverse(obj, visit_any, v);
+    return v->failed ? -1 : 0;
+}
+
+typedef struct {
+    Types types;
+    PyObject *large;
+    Py_ssize_t large_bytes;
+    int failed;
+} Counting;
+
+static int account(Counting *c, PyObject *obj) {
+    Py_ssize_t size = types_add(&c->types, obj, &c->failed, NULL);
+    if (c->failed) {
+        return -1;
+    }
+    if (c->large_bytes > 0 && size >= c->large_bytes) {
+        PyObject *pair = Py_BuildValue("[Kn]", (unsigned long long)(uintptr_t)obj, size);
+        if (pair == NULL || PyList_Append(c->large, pair) < 0) {
+            Py_XDECREF(pair);
+            return -1;
+        }
+        Py_DECREF(pair);
+    }
+    return 0;
+}
+
+/* {type: [count, bytes]}; `walked`: [count, bytes, traced, first] (Newness.walk). */
+static PyObject *stats_dict(Types *t, int walked) {
+    PyObject *stats = PyDict_New();
+    if (stats == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i <= t->mask; i++) {
+        TypeRow *row = &t->rows[i];
+        if (row->type == NULL) {
+            continue;
+        }
+        PyObject *entry = walked ? Py_BuildValue("[nnnO]", row->count, row->bytes, row->traced,
+                                                 row->first ? row->first : Py_None)
+                                 : Py_BuildValue("[nn]", row->count, row->bytes);
+        if (entry == NULL || PyDict_SetItem(stats, (PyObject *)row->type, entry) < 0) {
+            Py_XDECREF(entry);
+            Py_DECREF(stats);
+            return NULL;
+        }
+        Py_DECREF(entry);
+    }
+    return stats;
+}
+
+/* The sorted ids of `first` and `second` (both sorted, without repeats, disjoint). */
+static PyObject *merged_ids(const Addrs *first, const Addrs *second) {
+    size_t n = first->len + second->len;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * sizeof(uint64_t)));
+    if (out == NULL) {
+        return NULL;
+    }
+    uint64_t *ids = (uint64_t *)PyBytes_AS_STRING(out);
+    size_t i = 0, j = 0, k = 0;
+    while (i < first->len || j < second->len) {
+        if (j >= second->len || (i < first->len && first->items[i] < second->items[j])) {
+            ids[k++] = first->items[i++];
+        } else {
+            ids[k++] = second->items[j++];
+        }
+    }
+    return out;
+}
+
+static PyObject *heapwalk_count(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *objects;
+    Py_ssize_t large_bytes;
+    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &objects, &large_bytes)) {
+        return NULL;
+    }
+    Counting c = {{NULL, 0, 0, NULL, NULL}, NULL, large_bytes, 0};
+    Addrs level1 = {NULL, 0, 0}, level2 = {NULL, 0, 0};
+    Visit visit1 = {&level1, 0}, visit2 = {&level2, 0};
+    PyObject *stats = NULL, *ids = NULL, *result = NULL;
+    c.large = PyList_New(0);
+    if (types_init(&c.types) < 0 || c.large == NULL) {
+        goto done;
+    }
+    /* The collector's objects, and what they refer to that it does not track. */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objects); i++) {
+        PyObject *obj = PyList_GET_ITEM(objects, i);
+        if (account(&c, obj) < 0 || referents_into(obj, &visit1) < 0) {
+            goto done;
+        }
+    }
+    if (addrs_sort_unique(&level1) < 0) {
+        goto done;
+    }
+    /* Those, each once, in address order; and inside the untracked tuples and dicts. */
+    size_t untracked = 0;
+    for (size_t i = 0; i < level1.len; i++) {
+        PyObject *obj = (PyObject *)level1.items[i];
+        if (PyObject_GC_IsTracked(obj)) {
+            continue; /* counted from the collector's list */
+        }
+        level1.items[untracked++] = level1.items[i];
+        if (account(&c, obj) < 0) {
+            goto done;
+        }
+        if ((Py_IS_TYPE(obj, &PyTuple_Type) || Py_IS_TYPE(obj, &PyDict_Type)) &&
+            referents_into(obj, &visit2) < 0) {
+            goto done;
+        }
+    }
+    level1.len = untracked;
+    if (addrs_sort_unique(&level2) < 0) {
+        goto done;
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < level2.len; i++) {
+        uintptr_t address = level2.items[i];
+        if (addrs_has(&level1, address) || PyObject_GC_IsTracked((PyObject *)address)) {
+            continue;
+        }
+        level2.items[kept++] = address;
+        if (account(&c, (PyObject *)address) < 0) {
+            goto done;
+        }
+    }
+    level2.len = kept;
+    stats = stats_dict(&c.types, 0);
+    ids = stats != NULL ? merged_ids(&level1, &level2) : NULL;
+    if (ids != NULL) {
+        result = PyTuple_Pack(3, stats, c.large, ids);
+    }
+done:
+    if (result == NULL && !PyErr_Occurred()) {
+        PyErr_NoMemory();
+    }
+    free(level1.items);
+    free(level2.items);
+    types_clear(&c.types);
+    Py_XDECREF(c.large);
+    Py_XDECREF(stats);
+    Py_XDECREF(ids);
+    return result;
+}
+
+/* ---- Newness ---- */
+
+typedef struct {
+    PyObject_HEAD
+    AddrSet new_tracked;
+    AddrSet old_untracked;
+    Addrs old_sorted; /* the same, in order: `select` walks it beside its objects */
+    int counted;      /* old_untracked was given */
+    PyObject *traced;
+} Newness;
+
+static int fill_from(AddrSet *set, PyObject *source) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(source, &view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    int failed = addrset_fill(set, (const uintptr_t *)view.buf, (size_t)view.len / 8);
+    PyBuffer_Release(&view);
+    if (failed) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static int copy_sorted(Addrs *into, PyObject *source) {
+    Py_buffer view;
+    if (PyObject_GetBuffer(source, &view, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    size_t n = (size_t)view.len / 8;
+    free(into->items);
+    into->items = malloc((n ? n : 1) * sizeof(uintptr_t));
+    into->len = into->cap = into->items != NULL ? n : 0;
+    if (into->items != NULL) {
+        memcpy(into->items, view.buf, n * sizeof(uintptr_t));
+    }
+    PyBuffer_Release(&view);
+    if (into->items == NULL || addrs_sort_unique(into) < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static int newness_init(Newness *self, PyObject *args, PyObject *kwargs) {
+    PyObject *new_tracked, *old_untracked, *traced;
+    static char *names[] = {"new_tracked", "old_untracked", "traced", NULL};
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwargs, "OOO", names, &new_tracked, &old_untracked, &traced)) {
+        return -1;
+    }
+    if (fill_from(&self->new_tracked, new_tracked) < 0) {
+        return -1;
+    }
+    self->counted = old_untracked != Py_None;
+    if (self->counted && (fill_from(&self->old_untracked, old_untracked) < 0 ||
+                          copy_sorted(&self->old_sorted, old_untracked) < 0)) {
+        return -1;
+    }
+    Py_INCREF(traced);
+    Py_XSETREF(self->traced, traced);
+    return 0;
+}
+
+static void newness_dealloc(Newness *self) {
+    free(self->new_tracked.slots);
+    free(self->old_untracked.slots);
+    free(self->old_sorted.items);
+    Py_XDECREF(self->traced);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Whether tracemalloc traced `obj`: 1, 0, -1 an error. An object the collector never
+ * tracks starts at its block (no header before it), so its trace is looked up there
+ * directly; others through tracemalloc's own function. */
+static int is_traced(Newness *self, PyObject *obj) {
+    PyObject *traceback = PyType_IS_GC(Py_TYPE(obj))
+                              ? PyObject_CallOneArg(self->traced, obj)
+                              : _PyTraceMalloc_GetTraceback(0, (uintptr_t)obj);
+    if (traceback == NULL) {
+        return -1;
+    }
+    int traced = traceback != Py_None;
+    Py_DECREF(traceback);
+    return traced;
+}
+
+/* 1 new, 0 old, -1 an error; `was_old`: whether the old untracked objects hold the
+ * address (-1: look it up). */
+static int is_new(Newness *self, PyObject *obj, int was_old) {
+    uintptr_t address = (uintptr_t)obj;
+    if (PyObject_GC_IsTracked(obj)) {
+        return self->new_tracked.slots != NULL && addrset_has(&self->new_tracked, address);
+    }
+    if (self->counted && was_old < 0) {
+        was_old = addrset_has(&self->old_untracked, address);
+    }
+    if (self->counted && !was_old) {
+        return 1;
+    }
+    return is_traced(self, obj); /* an old address a traced new object took, or no count */
+}
+
+static PyObject *newness_call(Newness *self, PyObject *args, PyObject *kwargs) {
+    PyObject *obj;
+    static char *names[] = {"obj", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O", names, &obj)) {
+        return NULL;
+    }
+    int found = is_new(self, obj, -1);
+    if (found < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(found);
+}
+
+static int in_set(PyObject *set, PyObject *obj) {
+    if (PySet_GET_SIZE(set) == 0) {
+        return 0;
+    }
+    PyObject *ident = PyLong_FromVoidPtr(obj);
+    if (ident == NULL) {
+        return -1;
+    }
+    int found = PySet_Contains(set, ident);
+    Py_DECREF(ident);
+    return found;
+}
+
+/* Whether each of `objs` is new, tested in address order: the old addresses are then met
+ * in the order they are stored, the objects' headers and tracemalloc's table nearly in the
+ * order they lie in memory (at millions of objects, far fewer cache misses). */
+static int new_flags(Newness *self, PyObject **objs, size_t n, char *flags) {
+    Spot *spots = malloc((n ? n : 1) * sizeof(Spot));
+    if (spots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        spots[i].address = (uintptr_t)objs[i];
+        spots[i].index = i;
+    }
+    if (spots_sort(spots, n) < 0) {
+        free(spots);
+        PyErr_NoMemory();
+        return -1;
+    }
+    size_t at = 0;
+    const Addrs *old = &self->old_sorted;
+    for (size_t k = 0; k < n; k++) {
+        uintptr_t address = spots[k].address;
+        while (at < old->len && old->items[at] < address) {
+            at++;
+        }
+        int found = is_new(self, (PyObject *)address, at < old->len && old->items[at] == address);
+        if (found < 0) {
+            free(spots);
+            return -1;
+        }
+        flags[spots[k].index] = (char)found;
+    }
+    free(spots);
+    return 0;
+}
+
+static PyObject *newness_select(Newness *self, PyObject *args) {
+    PyObject *objects, *claimed, *seen;
+    if (!PyArg_ParseTuple(args, "OO!O!", &objects, &PySet_Type, &claimed, &PySet_Type, &seen)) {
+        return NULL;
+    }
+    PyObject *items = PySequence_Fast(objects, "select: a sequence of objects");
+    if (items == NULL) {
+        return NULL;
+    }
+    size_t n = (size_t)PySequence_Fast_GET_SIZE(items);
+    PyObject **objs = PySequence_Fast_ITEMS(items);
+    char *flags = malloc(n ? n : 1);
+    PyObject *out = flags != NULL ? PyList_New(0) : PyErr_NoMemory();
+    if (out == NULL || new_flags(self, objs, n, flags) < 0) {
+        goto failed;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!flags[i]) {
+            continue;
+        }
+        int taken = in_set(claimed, objs[i]);
+        if (taken == 0) {
+            taken = in_set(seen, objs[i]);
+        }
+        if (taken < 0 || (taken == 0 && PyList_Append(out, objs[i]) < 0)) {
+            goto failed;
+        }
+    }
+    free(flags);
+    Py_DECREF(items);
+    return out;
+failed:
+    free(flags);
+    Py_XDECREF(out);
+    Py_DECREF(items);
+    return NULL;
+}
+
+/* ---- Newness.walk ---- */
+
+typedef struct {
+    PyObject **items;
+    PyObject **parents;
+    size_t len;
+    size_t cap;
+} Stack;
+
+static int stack_push(Stack *s, PyObject *obj, PyObject *parent) {
+    if (s->len == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 1024;
+        PyObject **items = realloc(s->items, cap * sizeof(PyObject *));
+        if (items != NULL) {
+            s->items = items;
+        }
+        PyObject **parents = items != NULL ? realloc(s->parents, cap * sizeof(PyObject *)) : NULL;
+        if (parents == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->parents = parents;
+        s->cap = cap;
+    }
+    s->items[s->len] = obj;
+    s->parents[s->len] = parent;
+    s->len++;
+    return 0;
+}
+
+typedef struct {
+    Newness *self;
+    PyObject *claimed;
+    PyObject *seen;
+    Stack *stack;
+    PyObject *pushed;  /* every object pushed, in order */
+    PyObject *parents; /* the object each was reached from */
+    PyObject *holder;
+    int failed;
+} Walk;
+
+static int visit_new(PyObject *ref, void *arg) {
+    Walk *w = (Walk *)arg;
+    int found = is_new(w->self, ref, -1);
+    if (found > 0) {
+        PyObject *ident = PyLong_FromVoidPtr(ref);
+        if (ident == NULL) {
+            found = -1;
+        } else {
+            int taken = PySet_Contains(w->claimed, ident);
+            if (taken == 0) {
+                taken = PySet_Contains(w->seen, ident);
+            }
+            if (taken < 0 || (taken == 0 && (PySet_Add(w->seen, ident) < 0 ||
+                                             stack_push(w->stack, ref, w->holder) < 0 ||
+                                             PyList_Append(w->pushed, ref) < 0 ||
+                                             PyList_Append(w->parents, w->holder) < 0))) {
+                found = -1;
+            }
+            Py_DECREF(ident);
+        }
+    }
+    if (found < 0) {
+        w->failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
+static int referents_new(PyObject *obj, Walk *w) {
+    if (!PyObject_IS_GC(obj) || Py_TYPE(obj)->tp_traverse == NULL) {
+        return 0;
+    }
+    Py_TYPE(obj)->tp_traverse(obj, visit_new, w);
+    return w->failed ? -1 : 0;
+}
+
+static PyObject *newness_walk(Newness *self, PyObject *args) {
+    PyObject *starts, *claimed, *seen;
+    Py_ssize_t limit;
+    if (!PyArg_ParseTuple(args, "O!O!O!n", &PyList_Type, &starts, &PySet_Type, &claimed,
+                          &PySet_Type, &seen, &limit)) {
+        return NULL;
+    }
+    Stack stack = {NULL, NULL, 0, 0};
+    Types types = {NULL, 0, 0, NULL, NULL};
+    PyObject *pushed = PyList_New(0), *parents = PyList_New(0), *stats = NULL, *result = NULL;
+    Walk w = {self, claimed, seen, &stack, pushed, parents, NULL, 0};
+    if (types_init(&types) < 0 || pushed == NULL || parents == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(starts); i++) {
+        if (stack_push(&stack, PyList_GET_ITEM(starts, i), NULL) < 0) {
+            goto done;
+        }
+    }
+    Py_ssize_t walked = 0;
+    int truncated = 0, failed = 0;
+    while (stack.len > 0) {
+        PyObject *obj = stack.items[--stack.len];
+        if (++walked > limit) {
+            truncated = 1;
+            break;
+        }
+        TypeRow *row = NULL;
+        types_add(&types, obj, &failed, &row);
+        int traced = failed ? -1 : is_traced(self, obj);
+        if (traced < 0) {
+            goto done;
+        }
+        if (row->first == NULL) {
+            row->first = obj;
+        }
+        row->traced += traced;
+        w.holder = obj;
+        if (referents_new(obj, &w) < 0) {
+            goto done;
+        }
+    }
+    stats = stats_dict(&types, 1);
+    if (stats != NULL) {
+        result = Py_BuildValue("(OOOO)", pushed, parents, stats, truncated ? Py_True : Py_False);
+    }
+done:
+    if (result == NULL && !PyErr_Occurred()) {
+        PyErr_NoMemory();
+    }
+    free(stack.items);
+    free(stack.parents);
+    types_clear(&types);
+    Py_XDECREF(pushed);
+    Py_XDECREF(parents);
+    Py_XDECREF(stats);
+    return result;
+}
+
+static PyMethodDef newness_methods[] = {
+    {"select", (PyCFunction)newness_select, METH_VARARGS,
+     "select(objects, claimed, seen): the new objects whose ids are in neither set."},
+    {"walk", (PyCFunction)newness_walk, METH_VARARGS,
+     "walk(starts, claimed, seen, limit) -> (pushed, parents, stats, truncated): see owners."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject NewnessType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "memdiag.measure.python._heapwalk.Newness",
+    .tp_basicsize = sizeof(Newness),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Whether the traced call made an object (see the module's docstring).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)newness_init,
+    .tp_dealloc = (destructor)newness_dealloc,
+    .tp_call = (ternaryfunc)newness_call,
+    .tp_methods = newness_methods,
+};
+
+static PyMethodDef heapwalk_methods[] = {
+    {"count", heapwalk_count, METH_VARARGS,
+     "count(objects, large_bytes) -> (stats, large, ids): see the module's docstring."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef heapwalk_module = {
+    PyModuleDef_HEAD_INIT, "_heapwalk",
+    "The per-object loops of memdiag leaks, compiled.", -1, heapwalk_methods, NULL, NULL, NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC PyInit__heapwalk(void) {
+    if (PyType_Ready(&NewnessType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&heapwalk_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    Py_INCREF(&NewnessType);
+    if (PyModule_AddObject(module, "Newness", (PyObject *)&NewnessType) < 0) {
+        Py_DECREF(&NewnessType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
