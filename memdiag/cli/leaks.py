@@ -380,8 +380,6 @@ def _render(
         data = {**report.to_dict(), **extra}
         click.echo(f"json: {write_json_atomic(json_path, data)}")
     if markdown_path:
-        from pathlib import Path
-
         Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
         text = LeakMarkdownRenderer().report(report, searched=searched)
         if extra.get("partial"):

@@ -406,15 +406,15 @@ static int visit_any(PyObject *ref, void *arg) {
     return 0;
 }
 
+/* Calls `visit` on each of `obj`'s referents, as gc.get_referents lists them. */
+static void traverse_referents(PyObject *obj, visitproc visit, void *arg) {
+    if (PyObject_IS_GC(obj) && Py_TYPE(obj)->tp_traverse != NULL) {
+        Py_TYPE(obj)->tp_traverse(obj, visit, arg);
+    }
+}
+
 static int referents_into(PyObject *obj, Visit *v) {
-    if (!PyObject_IS_GC(obj)) {
-        return 0;
-    }
-    traverseproc traverse = Py_TYPE(obj)->tp_traverse;
-    if (traverse == NULL) {
-        return 0;
-    }
-    traverse(obj, visit_any, v);
+    traverse_referents(obj, visit_any, v);
     return v->failed ? -1 : 0;
 }
 
@@ -832,10 +832,7 @@ static int visit_new(PyObject *ref, void *arg) {
 }
 
 static int referents_new(PyObject *obj, Walk *w) {
-    if (!PyObject_IS_GC(obj) || Py_TYPE(obj)->tp_traverse == NULL) {
-        return 0;
-    }
-    Py_TYPE(obj)->tp_traverse(obj, visit_new, w);
+    traverse_referents(obj, visit_new, w);
     return w->failed ? -1 : 0;
 }
 

@@ -43,13 +43,7 @@ def type_name(kind: type) -> str:
 def live_objects(skip: set[int] | None = None) -> list[Any]:
     """Return the GC's objects plus the untracked objects they refer to, each once; not
     the containers whose ids are in `skip`, nor what only they refer to."""
-    tracked = gc.get_objects()
-    if skip:  # a loop, not a comprehension: one over `skip` would make it a cell, counted
-        kept = []
-        for obj in tracked:
-            if id(obj) not in skip:
-                kept.append(obj)
-        tracked = kept
+    tracked = _collected(skip)
     seen: dict[int, Any] = {}
     frontier: Iterable[Any] = gc.get_referents(*tracked)
     # Two levels: a str inside an untracked tuple (untracked: it holds only atomics) counts.
@@ -63,6 +57,18 @@ def live_objects(skip: set[int] | None = None) -> list[Any]:
         frontier = gc.get_referents(*containers) if containers else ()
     tracked.extend(seen.values())
     return tracked
+
+
+def _collected(skip: set[int] | None) -> list[Any]:
+    """Return the collector's objects but those whose ids are in `skip` (memdiag's own)."""
+    tracked = gc.get_objects()
+    if not skip:
+        return tracked
+    kept = []  # a loop, not a comprehension: one over `skip` would make it a cell, counted
+    for obj in tracked:
+        if id(obj) not in skip:
+            kept.append(obj)
+    return kept
 
 
 def type_stats(objects: list[Any], large: list[list[int]] | None = None) -> list[dict[str, Any]]:
@@ -291,11 +297,7 @@ def count_live(
         if untracked_ids:
             untraced.write_ids(untracked_ids, (id(o) for o in objects if not gc.is_tracked(o)))
         return type_stats(objects, large)
-    tracked = gc.get_objects()
-    if skip:
-        tracked = [obj for obj in tracked if id(obj) not in skip]
-    stats, found, ids = _heapwalk.count(tracked, LARGE_BYTES)
-    del tracked
+    stats, found, ids = _heapwalk.count(_collected(skip), LARGE_BYTES)
     large.extend(found)
     if untracked_ids:
         untraced.write_id_bytes(untracked_ids, ids)
