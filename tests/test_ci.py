@@ -21,9 +21,11 @@ TOOLS = ["bash", "dirname", "id", "timeout", "cat", "ls", "sort", "tail", "awk",
 TOOLS += ["seq", "sleep", "env", "touch"]
 
 
-def sandbox(tmp_path: Path, dot: bool, node: bool = True, gdb: bool = True) -> Path:
+def sandbox(
+    tmp_path: Path, dot: bool, node: bool = True, gdb: bool = True, cc: bool = True
+) -> Path:
     """Return a bin directory: real tools, a recording `make`, a failing `apt-get`, and
-    stand-ins for `dot`, `node`, `npm` and `gdb` when asked."""
+    stand-ins for `dot`, `node`, `npm`, `gdb` and `cc` when asked."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in TOOLS:
@@ -41,6 +43,8 @@ def sandbox(tmp_path: Path, dot: bool, node: bool = True, gdb: bool = True) -> P
         fakes["node"] = fakes["npm"] = "#!/bin/sh\nexit 0\n"
     if gdb:
         fakes["gdb"] = "#!/bin/sh\nexit 0\n"
+    if cc:
+        fakes["cc"] = "#!/bin/sh\nexit 0\n"
     for name, text in fakes.items():
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
@@ -99,6 +103,14 @@ def test_ci_run_fails_without_gdb(tmp_path: Path) -> None:
     proc = run(".ci/run", bin_dir, ci=True)
     assert proc.returncode == 1, proc.stderr
     assert ".ci/run: gdb could not be installed" in proc.stderr
+    assert not (tmp_path / "make-ran").exists()
+
+
+def test_ci_run_fails_without_a_c_compiler(tmp_path: Path) -> None:
+    bin_dir = sandbox(tmp_path, dot=True, cc=False)
+    proc = run(".ci/run", bin_dir, ci=True)
+    assert proc.returncode == 1, proc.stderr
+    assert ".ci/run: a C compiler (gcc) could not be installed" in proc.stderr
     assert not (tmp_path / "make-ran").exists()
 
 
