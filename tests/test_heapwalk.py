@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 HEAP = """
-import array, gc, json, os, pickle, sys, tracemalloc
+import array, ctypes, gc, json, os, pickle, sys, tracemalloc
 from memdiag.measure.python import owners, snapshot, untraced, _heapwalk
 
 class Slotted:
@@ -95,9 +95,21 @@ NEWNESS = (
 from pathlib import Path
 out = Path(sys.argv[1])
 gc.collect()
+assert _heapwalk.install_free_log() and _heapwalk.log_frees()  # the blocks freed are noted
 stats, _, ids = _heapwalk.count(gc.get_objects(), 0)
+OLD = set(array.array("Q", ids))
 untraced.write_id_bytes(str(out / "old.ids"), ids)
 gc.freeze()
+# A block the tracer's untraced slices would move by realloc: noted as freed too.
+api = ctypes.pythonapi
+api.PyObject_Malloc.restype = api.PyObject_Realloc.restype = ctypes.c_void_p
+api.PyObject_Malloc.argtypes, api.PyObject_Realloc.argtypes = [ctypes.c_size_t], [
+    ctypes.c_void_p, ctypes.c_size_t]
+api.PyObject_Free.argtypes = [ctypes.c_void_p]
+small = api.PyObject_Malloc(32)
+moved = api.PyObject_Realloc(small, 1 << 20)
+api.PyObject_Free(moved)
+slices = untraced.Tracer().can_slice()  # the wrapper takes no context: the tracer slices
 tracemalloc.start(1)
 # The call: new members of an old set (some at addresses old objects freed), new dicts
 # holding new strings, an old list given new tuples.
@@ -114,10 +126,11 @@ gc.unfreeze()
 compiled = owners.new_since(out / "new.ids", out / "old.ids")
 pure = owners._new_since(out / "new.ids", out / "old.ids", True)
 
-def retained(is_new, owner):
+def retained(is_new, owner, listed=False):
     tree = owners._Tree()
+    starts = gc.get_referents(owner) if listed else owners._Referents(owner)
     counts, total, truncated = owners._retained(
-        gc.get_referents(owner), is_new, set(), set(), (tree, id(owner)))
+        starts, is_new, set(), set(), (tree, id(owner)))
     return {
         "counts": sorted((k, list(v)) for k, v in counts.items()),
         "total": total, "truncated": truncated,
@@ -126,15 +139,25 @@ def retained(is_new, owner):
     }
 
 objects = gc.get_objects() + list(KEYS) + [x for row in ROWS for x in row]
+unnoted = _heapwalk.Newness(
+    untraced.read_ids(str(out / "new.ids")), untraced.read_ids(str(out / "old.ids")),
+    tracemalloc._get_object_traceback)  # without the freed blocks: tracemalloc asked each time
 result = {
     "is_new_equal": [compiled(o) for o in objects] == [pure(o) for o in objects],
+    "unnoted_equal": [unnoted(o) for o in objects] == [pure(o) for o in objects],
     "new": sum(map(compiled, objects)),
+    # New objects at addresses old ones were freed from: the freed blocks' case.
+    "new_at_old_addresses": sum(1 for o in objects if id(o) in OLD and compiled(o)),
+    "freed": len(_heapwalk.freed()) // 8,
+    "moved_noted": small != moved and small in set(array.array("Q", _heapwalk.freed())),
+    "tracer_slices": slices,
     "checked": len(objects),
     "compiled": type(compiled).__name__,
 }
 for name, owner in (("keys", KEYS), ("rows", ROWS), ("flat", FLAT)):
     a, b = retained(pure, owner), retained(compiled, owner)
-    result[name] = {"equal": a == b, "objects": sum(c for _, (c, _) in b["counts"]),
+    c = retained(compiled, owner, listed=True)  # the compiled select of a list
+    result[name] = {"equal": a == b == c, "objects": sum(c for _, (c, _) in b["counts"]),
                     "total": b["total"], "traced": b["traced"], "traceable": b["traceable"]}
 json.dump(result, open(out / "result.json", "w"))
 """
@@ -190,7 +213,10 @@ def test_newness_and_the_owners_walk_give_the_pure_loops_answers(tmp_path: Path)
     run(NEWNESS, str(tmp_path))
     found: dict[str, Any] = json.loads((tmp_path / "result.json").read_text())
     assert found["compiled"] == "Newness", found
-    assert found["is_new_equal"] and found["new"] >= 20_000 + 4_000, found
+    assert found["is_new_equal"] and found["unnoted_equal"], found
+    assert found["new"] >= 20_000 + 4_000 and found["freed"] >= 4_000, found
+    assert found["new_at_old_addresses"] > 100, found
+    assert found["moved_noted"] and found["tracer_slices"], found
     for name, at_least in (("keys", 20_000), ("rows", 4_000 * 2), ("flat", 1_500 * 4)):
         assert found[name]["equal"], (name, found[name])
         assert found[name]["objects"] >= at_least, (name, found[name])

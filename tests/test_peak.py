@@ -49,6 +49,8 @@ def test_snapshot_names_the_freed_cache_as_the_peak_holder(tmp_path: Path) -> No
     }
     assert line_of("# KEPT") in kept
     assert "live at the peak" in proc.stdout and cache in proc.stdout
+    # The capture, read while the child exits, and its marker are gone: only the snapshots.
+    assert sorted(p.name for p in (tmp_path / "snap").iterdir()) == ["after.json", "before.json"]
 
 
 def test_run_heap_shows_the_same_peak_table(tmp_path: Path) -> None:

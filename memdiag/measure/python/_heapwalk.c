@@ -18,6 +18,12 @@
  *     not counted); traced(obj): tracemalloc's traceback of obj or None. Called on an
  *     object: whether the traced call made it (owners.new_since says how that is decided).
  *     select(objects, claimed, seen): the new ones whose ids are in neither set.
+ *     select_referents(owner, claimed, seen): the same of gc.get_referents(owner).
+ *     With `freed` (what freed() gave), an old address whose block was not freed since is
+ *     its old object: tracemalloc is asked only about the others.
+ *
+ * install_free_log(), log_frees(), freed(): the blocks the object allocator frees, from
+ *     log_frees() on.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -558,6 +564,111 @@ done:
     return result;
 }
 
+/* ---- the blocks the object allocator freed since log_frees() ---- */
+
+/* An old address holds its old object still unless that block was freed since the old
+ * objects were listed: only then can a new object have taken it, and only then need
+ * tracemalloc be asked. The object allocator is wrapped (install_free_log) before
+ * `untraced.Tracer` reads the allocators and before tracemalloc starts: tracemalloc then
+ * wraps this in turn, and the tracer's untraced slices allocate, reallocate and free through
+ * it too, so every free and every moving realloc comes here. The wrapper takes no context
+ * (its functions may run with tracemalloc's, as CPython's own do); the GIL is held in all
+ * of them. */
+static PyMemAllocatorEx freed_inner;
+static Addrs freed_log;
+static int freed_installed;
+static int freed_state; /* 0 not logging, 1 logging, 2 the log overflowed: unknown */
+#define FREED_MAX ((size_t)1 << 26)
+
+static void note_freed(void *block) {
+    if (block != NULL && freed_state == 1 &&
+        (freed_log.len >= FREED_MAX || addrs_push(&freed_log, (uintptr_t)block) < 0)) {
+        freed_state = 2;
+    }
+}
+
+static void *logged_malloc(void *Py_UNUSED(ctx), size_t size) {
+    return freed_inner.malloc(freed_inner.ctx, size);
+}
+
+static void *logged_calloc(void *Py_UNUSED(ctx), size_t count, size_t size) {
+    return freed_inner.calloc(freed_inner.ctx, count, size);
+}
+
+static void *logged_realloc(void *Py_UNUSED(ctx), void *block, size_t size) {
+    void *moved = freed_inner.realloc(freed_inner.ctx, block, size);
+    if (moved != NULL && moved != block) {
+        note_freed(block);
+    }
+    return moved;
+}
+
+static void logged_free(void *Py_UNUSED(ctx), void *block) {
+    note_freed(block);
+    freed_inner.free(freed_inner.ctx, block);
+}
+
+static int tracemalloc_on(void) {
+    PyObject *module = PyImport_ImportModule("tracemalloc");
+    PyObject *on = module != NULL ? PyObject_CallMethod(module, "is_tracing", NULL) : NULL;
+    int tracing = on != NULL ? PyObject_IsTrue(on) : -1;
+    Py_XDECREF(on);
+    Py_XDECREF(module);
+    return tracing;
+}
+
+static PyObject *heapwalk_install_free_log(PyObject *Py_UNUSED(module),
+                                           PyObject *Py_UNUSED(args)) {
+    if (freed_installed) {
+        Py_RETURN_TRUE;
+    }
+    int tracing = tracemalloc_on();
+    if (tracing < 0) {
+        return NULL;
+    }
+    PyMemAllocatorEx inner;
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &inner);
+    /* Not while tracemalloc traces (it would put its allocators back over this one when it
+     * stops), nor over hooks that take a context (debug hooks, another tool's). */
+    if (tracing || inner.ctx != NULL) {
+        Py_RETURN_FALSE;
+    }
+    freed_inner = inner;
+    PyMemAllocatorEx logged = {NULL, logged_malloc, logged_calloc, logged_realloc, logged_free};
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &logged);
+    freed_installed = 1;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *heapwalk_log_frees(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(args)) {
+    if (!freed_installed) {
+        Py_RETURN_FALSE;
+    }
+    freed_log.len = 0;
+    freed_state = 1;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *heapwalk_freed(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(args)) {
+    if (freed_state != 1) {
+        Py_RETURN_NONE;
+    }
+    Addrs copy = {malloc((freed_log.len ? freed_log.len : 1) * sizeof(uintptr_t)), 0, 0};
+    if (copy.items == NULL) {
+        return PyErr_NoMemory();
+    }
+    memcpy(copy.items, freed_log.items, freed_log.len * sizeof(uintptr_t));
+    copy.len = copy.cap = freed_log.len;
+    if (addrs_sort_unique(&copy) < 0) {
+        free(copy.items);
+        return PyErr_NoMemory();
+    }
+    PyObject *out = PyBytes_FromStringAndSize((const char *)copy.items,
+                                              (Py_ssize_t)(copy.len * sizeof(uintptr_t)));
+    free(copy.items);
+    return out;
+}
+
 /* ---- Newness ---- */
 
 typedef struct {
@@ -565,7 +676,9 @@ typedef struct {
     AddrSet new_tracked;
     AddrSet old_untracked;
     Addrs old_sorted; /* the same, in order: `select` walks it beside its objects */
+    Addrs freed;      /* the blocks freed since they were listed, in order (log_frees) */
     int counted;      /* old_untracked was given */
+    int logged;       /* freed was given */
     PyObject *traced;
 } Newness;
 
@@ -604,10 +717,14 @@ static int copy_sorted(Addrs *into, PyObject *source) {
 }
 
 static int newness_init(Newness *self, PyObject *args, PyObject *kwargs) {
-    PyObject *new_tracked, *old_untracked, *traced;
-    static char *names[] = {"new_tracked", "old_untracked", "traced", NULL};
+    PyObject *new_tracked, *old_untracked, *traced, *freed = Py_None;
+    static char *names[] = {"new_tracked", "old_untracked", "traced", "freed", NULL};
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwargs, "OOO", names, &new_tracked, &old_untracked, &traced)) {
+            args, kwargs, "OOO|O", names, &new_tracked, &old_untracked, &traced, &freed)) {
+        return -1;
+    }
+    self->logged = freed != Py_None;
+    if (self->logged && copy_sorted(&self->freed, freed) < 0) {
         return -1;
     }
     if (fill_from(&self->new_tracked, new_tracked) < 0) {
@@ -627,6 +744,7 @@ static void newness_dealloc(Newness *self) {
     free(self->new_tracked.slots);
     free(self->old_untracked.slots);
     free(self->old_sorted.items);
+    free(self->freed.items);
     Py_XDECREF(self->traced);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -647,8 +765,8 @@ static int is_traced(Newness *self, PyObject *obj) {
 }
 
 /* 1 new, 0 old, -1 an error; `was_old`: whether the old untracked objects hold the
- * address (-1: look it up). */
-static int is_new(Newness *self, PyObject *obj, int was_old) {
+ * address, `was_freed`: whether its block was freed since (-1: look them up). */
+static int is_new(Newness *self, PyObject *obj, int was_old, int was_freed) {
     uintptr_t address = (uintptr_t)obj;
     if (PyObject_GC_IsTracked(obj)) {
         return self->new_tracked.slots != NULL && addrset_has(&self->new_tracked, address);
@@ -659,6 +777,16 @@ static int is_new(Newness *self, PyObject *obj, int was_old) {
     if (self->counted && !was_old) {
         return 1;
     }
+    /* An old address: its old object still, unless its block was freed since (a block is
+     * the object's own address when the collector never tracks its type). */
+    if (self->counted && self->logged && !PyType_IS_GC(Py_TYPE(obj))) {
+        if (was_freed < 0) {
+            was_freed = addrs_has(&self->freed, address);
+        }
+        if (!was_freed) {
+            return 0;
+        }
+    }
     return is_traced(self, obj); /* an old address a traced new object took, or no count */
 }
 
@@ -668,7 +796,7 @@ static PyObject *newness_call(Newness *self, PyObject *args, PyObject *kwargs) {
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O", names, &obj)) {
         return NULL;
     }
-    int found = is_new(self, obj, -1);
+    int found = is_new(self, obj, -1, -1);
     if (found < 0) {
         return NULL;
     }
@@ -706,14 +834,18 @@ static int new_flags(Newness *self, PyObject **objs, size_t n, char *flags) {
         PyErr_NoMemory();
         return -1;
     }
-    size_t at = 0;
-    const Addrs *old = &self->old_sorted;
+    size_t at = 0, gone = 0;
+    const Addrs *old = &self->old_sorted, *freed = &self->freed;
     for (size_t k = 0; k < n; k++) {
         uintptr_t address = spots[k].address;
         while (at < old->len && old->items[at] < address) {
             at++;
         }
-        int found = is_new(self, (PyObject *)address, at < old->len && old->items[at] == address);
+        while (gone < freed->len && freed->items[gone] < address) {
+            gone++;
+        }
+        int found = is_new(self, (PyObject *)address, at < old->len && old->items[at] == address,
+                           gone < freed->len && freed->items[gone] == address);
         if (found < 0) {
             free(spots);
             return -1;
@@ -724,17 +856,9 @@ static int new_flags(Newness *self, PyObject **objs, size_t n, char *flags) {
     return 0;
 }
 
-static PyObject *newness_select(Newness *self, PyObject *args) {
-    PyObject *objects, *claimed, *seen;
-    if (!PyArg_ParseTuple(args, "OO!O!", &objects, &PySet_Type, &claimed, &PySet_Type, &seen)) {
-        return NULL;
-    }
-    PyObject *items = PySequence_Fast(objects, "select: a sequence of objects");
-    if (items == NULL) {
-        return NULL;
-    }
-    size_t n = (size_t)PySequence_Fast_GET_SIZE(items);
-    PyObject **objs = PySequence_Fast_ITEMS(items);
+/* The new objects of objs[0..n) whose ids are in neither `claimed` nor `seen`, a new list. */
+static PyObject *select_from(Newness *self, PyObject **objs, size_t n, PyObject *claimed,
+                             PyObject *seen) {
     char *flags = malloc(n ? n : 1);
     PyObject *out = flags != NULL ? PyList_New(0) : PyErr_NoMemory();
     if (out == NULL || new_flags(self, objs, n, flags) < 0) {
@@ -753,13 +877,46 @@ static PyObject *newness_select(Newness *self, PyObject *args) {
         }
     }
     free(flags);
-    Py_DECREF(items);
     return out;
 failed:
     free(flags);
     Py_XDECREF(out);
-    Py_DECREF(items);
     return NULL;
+}
+
+static PyObject *newness_select(Newness *self, PyObject *args) {
+    PyObject *objects, *claimed, *seen;
+    if (!PyArg_ParseTuple(args, "OO!O!", &objects, &PySet_Type, &claimed, &PySet_Type, &seen)) {
+        return NULL;
+    }
+    PyObject *items = PySequence_Fast(objects, "select: a sequence of objects");
+    if (items == NULL) {
+        return NULL;
+    }
+    PyObject *out = select_from(self, PySequence_Fast_ITEMS(items),
+                                (size_t)PySequence_Fast_GET_SIZE(items), claimed, seen);
+    Py_DECREF(items);
+    return out;
+}
+
+/* `select` of the owner's referents, read by its tp_traverse: no list of them is made, and
+ * no reference taken, so a forked copy writes to none of the pages they are on (a set of
+ * millions of old strings is not copied to find its few new ones). The owner holds them
+ * meanwhile: nothing here runs Python code nor frees an object. */
+static PyObject *newness_select_referents(Newness *self, PyObject *args) {
+    PyObject *owner, *claimed, *seen;
+    if (!PyArg_ParseTuple(args, "OO!O!", &owner, &PySet_Type, &claimed, &PySet_Type, &seen)) {
+        return NULL;
+    }
+    Addrs refs = {NULL, 0, 0};
+    Visit v = {&refs, 0};
+    if (referents_into(owner, &v) < 0) {
+        free(refs.items);
+        return PyErr_NoMemory();
+    }
+    PyObject *out = select_from(self, (PyObject **)refs.items, refs.len, claimed, seen);
+    free(refs.items);
+    return out;
 }
 
 /* ---- Newness.walk ---- */
@@ -805,7 +962,7 @@ typedef struct {
 
 static int visit_new(PyObject *ref, void *arg) {
     Walk *w = (Walk *)arg;
-    int found = is_new(w->self, ref, -1);
+    int found = is_new(w->self, ref, -1, -1);
     if (found > 0) {
         PyObject *ident = PyLong_FromVoidPtr(ref);
         if (ident == NULL) {
@@ -898,6 +1055,9 @@ done:
 static PyMethodDef newness_methods[] = {
     {"select", (PyCFunction)newness_select, METH_VARARGS,
      "select(objects, claimed, seen): the new objects whose ids are in neither set."},
+    {"select_referents", (PyCFunction)newness_select_referents, METH_VARARGS,
+     "select_referents(owner, claimed, seen) -> list: select(gc.get_referents(owner), claimed, "
+     "seen), without the list of referents."},
     {"walk", (PyCFunction)newness_walk, METH_VARARGS,
      "walk(starts, claimed, seen, limit) -> (pushed, parents, stats, truncated): see owners."},
     {NULL, NULL, 0, NULL},
@@ -919,6 +1079,16 @@ static PyTypeObject NewnessType = {
 static PyMethodDef heapwalk_methods[] = {
     {"count", heapwalk_count, METH_VARARGS,
      "count(objects, large_bytes) -> (stats, large, ids): see the module's docstring."},
+    {"install_free_log", heapwalk_install_free_log, METH_NOARGS,
+     "install_free_log() -> bool: wrap the object allocator so that log_frees() can note its "
+     "frees (False, and nothing wrapped, while tracemalloc traces or over hooks with a "
+     "context)."},
+    {"log_frees", heapwalk_log_frees, METH_NOARGS,
+     "log_frees() -> bool: note every block the object allocator frees from now on (False "
+     "when install_free_log() did not wrap it)."},
+    {"freed", heapwalk_freed, METH_NOARGS,
+     "freed() -> bytes | None: the blocks freed since log_frees(), sorted; None when not "
+     "noted (never started, or too many)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -111,10 +111,13 @@ def snapshot_target(
         "tracemalloc": at_phase,
         "peak_path": None if memray_path else peak_path,
     }
-    run = _measure(target, params, _options(target, extra, memray_path, native))
+    early = _EarlyPeak(peak_path, at_end=not at_phase)
+    try:
+        run = _measure(target, params, _options(target, extra, memray_path, native))
+    finally:
+        peak = early.result()
     names = ["before.json", *sorted(p.name for p in out.glob("phase-*.json")), "after.json"]
     snaps = [load_snapshot(out / name) for name in names if (out / name).exists()]
-    peak = _read_peak(peak_path, at_end=not at_phase)
     if peak is not None and snaps and snaps[-1].label == "after":
         _add_peak(snaps, peak, frames, from_memray=not at_phase)
         for name, snap in (("before.json", snaps[0]), ("after.json", snaps[-1])):
@@ -122,6 +125,35 @@ def snapshot_target(
     if not memray_path:
         Path(peak_path).unlink(missing_ok=True)
     return Series(run, snaps, {}, peak=peak, notes=env_notes())
+
+
+class _EarlyPeak:
+    """`_read_peak` of the child's capture as soon as the child says it is whole (the
+    CAPTURED file beside it), on a thread while the child takes its last snapshot and
+    exits; or, when it never says so (killed, or a capture memdiag did not start), after."""
+
+    def __init__(self, capture: str, at_end: bool) -> None:
+        self.capture, self.at_end = capture, at_end
+        self.marker = Path(f"{capture}{child_tracked.CAPTURED}")
+        self.marker.unlink(missing_ok=True)
+        self.done = threading.Event()
+        self.peak: HeapCapture | None = None
+        self.read = False
+        self.thread = threading.Thread(target=self._watch, name="memdiag-peak", daemon=True)
+        self.thread.start()
+
+    def _watch(self) -> None:
+        while not self.done.wait(0.02):
+            if self.marker.exists():
+                self.peak, self.read = _read_peak(self.capture, self.at_end), True
+                return
+
+    def result(self) -> HeapCapture | None:
+        """Return the peak read (the child has exited): early, or now."""
+        self.done.set()
+        self.thread.join()
+        self.marker.unlink(missing_ok=True)
+        return self.peak if self.read else _read_peak(self.capture, self.at_end)
 
 
 def _read_peak(capture: str, at_end: bool = False) -> HeapCapture | None:

@@ -67,10 +67,13 @@ class Owners:
             below = objects[index + 1 :] if index is not None else objects
             if key not in self.found:
                 chain = describe(path[: index + 2] if index is not None else path[:1])
-                starts = gc.get_referents(owner) if owner is not None else below[:1]
                 self.tree.prefix[key] = path[: index + 2] if index is not None else path[:1]
                 counts, retained, truncated = _retained(
-                    starts, self.is_new, self.claimed, self.claimed, (self.tree, key)
+                    below[:1] if owner is None else _Referents(owner),
+                    self.is_new,
+                    self.claimed,
+                    self.claimed,
+                    (self.tree, key),
                 )
                 self.counts[key] = counts
                 largest = sorted(counts.items(), key=lambda kv: -kv[1][1])[:5]
@@ -92,7 +95,7 @@ class Owners:
                     ],
                     "table_site": table_site(owner) if owner is not None else None,
                     "table_bytes": self.tables.get(key, 0.0) if owner is not None else 0.0,
-                    "stored_site": _stored_site(starts, self.is_new),
+                    "stored_site": _stored_site(self.tree.held.get(key, []), self.is_new),
                 }
             entry = self.found[key]
             if label not in entry["groups"]:
@@ -342,13 +345,13 @@ def _traceback_at(address: int) -> Any:
     return lookup(0, address)
 
 
-def _stored_site(referents: list[Any], is_new: Callable[[Any], bool]) -> list[list[Any]] | None:
+def _stored_site(held: list[Any], is_new: Callable[[Any], bool]) -> list[list[Any]] | None:
     """Return where the first new object an owner holds directly was allocated, oldest
     frame first (a bound method made at the `subscribe(...)` call), None when none was
     traced."""
     import tracemalloc
 
-    for obj in referents:
+    for obj in held:
         if is_new(obj):
             found = tracemalloc.get_object_traceback(obj)
             if found is not None:
@@ -375,7 +378,7 @@ def new_since(new_tracked: Path, old_untracked: Path) -> Callable[[Any], bool]:
         return _new_since(new_tracked, old_untracked, counted)
     old_ids = read_ids(str(old_untracked)) if counted else None
     newness: Callable[[Any], bool] = _heapwalk.Newness(
-        read_ids(str(new_tracked)), old_ids, traceback_reader()
+        read_ids(str(new_tracked)), old_ids, traceback_reader(), _heapwalk.freed()
     )
     return newness
 
@@ -440,6 +443,7 @@ class _Tree:
         self.prefix: dict[Any, list[Any]] = {}  # owner's key → [Root, ..., owner]
         self.example: dict[str, Any] = {}  # type name → the first new object of the type
         self.first: dict[Any, Any] = {}  # owner's key → the first new object under it
+        self.held: dict[Any, list[Any]] = {}  # owner's key → the new objects it holds itself
         # Of the new objects tracemalloc could have traced (`_traceable`): how many, and how
         # many it did. Below 1, the call was traced in slices and this is the share traced.
         self.traceable = 0
@@ -455,8 +459,20 @@ class _Tree:
         return [*self.prefix[key], *reversed(down)], key
 
 
+class _Referents:
+    """An owner's referents as `_retained`'s starts, read by the compiled loops without a list
+    of them where they were built (a set of millions of old strings, in a forked copy: no
+    page it is on is written)."""
+
+    def __init__(self, owner: Any) -> None:
+        self.owner = owner
+
+    def listed(self) -> list[Any]:
+        return gc.get_referents(self.owner)
+
+
 def _retained(
-    starts: list[Any],
+    starts: list[Any] | _Referents,
     is_new: Callable[[Any], bool],
     claimed: set[int],
     seen: set[int],
@@ -470,17 +486,22 @@ def _retained(
     names: dict[type, str] = {}
     total = 0
     select = getattr(is_new, "select", None)  # the compiled test's loops, where built
-    if select is not None:
+    if select is not None and isinstance(starts, _Referents):
+        compiled: Any = is_new  # `_heapwalk.Newness`
+        stack = compiled.select_referents(starts.owner, claimed, seen)
+    elif select is not None:
         stack = select(starts, claimed, seen)
     else:
-        stack = [o for o in starts if id(o) not in claimed and id(o) not in seen and is_new(o)]
-    seen.update(id(obj) for obj in stack)
+        listed = starts.listed() if isinstance(starts, _Referents) else starts
+        stack = [o for o in listed if id(o) not in claimed and id(o) not in seen and is_new(o)]
+    ids = list(map(id, stack))
+    seen.update(ids)
     tree = record[0] if record is not None else None
-    if record is not None:
-        for obj in stack:
-            record[0].start[id(obj)] = record[1]
-            record[0].parent[id(obj)] = None
-            record[0].first.setdefault(record[1], obj)
+    if record is not None and stack:
+        record[0].start.update(dict.fromkeys(ids, record[1]))
+        record[0].parent.update(dict.fromkeys(ids))
+        record[0].first.setdefault(record[1], stack[0])
+        record[0].held.setdefault(record[1], list(stack))
     if select is not None:
         return _walked(is_new, stack, claimed, seen, tree)
     walked = 0

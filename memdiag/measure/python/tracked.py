@@ -89,6 +89,8 @@ def run_snapshot(func: Any, job: Job) -> int:
     finally:
         if tracker is not None:
             tracker.__exit__(None, None, None)
+            # The capture is whole: memdiag reads it while this process snapshots and exits.
+            Path(f"{job['peak_path']}{CAPTURED}").touch()
         if on_phase in probe.phase_hooks:
             probe.phase_hooks.remove(on_phase)
     _save(job, "after.json", "after")
@@ -186,6 +188,8 @@ def run_leaks(func: Any, job: Job) -> int:
             gc.unfreeze()
             _spent(stages, "new_ids", begun)
         begun = time.perf_counter()
+        if i == last - 1:  # the snapshot whose untracked objects are the old ones
+            untraced.log_frees()
         shots.take(
             str(out / f"iter-{i:03d}.json"),
             f"iteration {i}",
@@ -236,6 +240,8 @@ def _write_new_ids(path: Path) -> None:
     reap(fork_copy(write))
 
 
+# Beside memray's capture of `run_snapshot`'s call, once the capture is written whole.
+CAPTURED = ".done"
 # The traced call is traced whole for this many untraced calls' time (at least MIN_FULL_S
 # seconds), then in slices.
 FULL_CALLS = 1.0
