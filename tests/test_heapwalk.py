@@ -123,7 +123,11 @@ gc.collect()
 untraced.write_ids(str(out / "new.ids"), (id(o) for o in gc.get_objects()))
 gc.unfreeze()
 
+FREED = _heapwalk.freed()
+log_read = _heapwalk.freed(owners.FREED_PER_OLD * len(OLD)) is not None  # `compiled` reads it
+log_too_long = _heapwalk.freed(10) is None
 compiled = owners.new_since(out / "new.ids", out / "old.ids")
+log_stopped = _heapwalk.freed() is None
 pure = owners._new_since(out / "new.ids", out / "old.ids", True)
 
 def retained(is_new, owner, listed=False):
@@ -148,8 +152,9 @@ result = {
     "new": sum(map(compiled, objects)),
     # New objects at addresses old ones were freed from: the freed blocks' case.
     "new_at_old_addresses": sum(1 for o in objects if id(o) in OLD and compiled(o)),
-    "freed": len(_heapwalk.freed()) // 8,
-    "moved_noted": small != moved and small in set(array.array("Q", _heapwalk.freed())),
+    "freed": len(FREED) // 8,
+    "log_read": log_read, "log_too_long": log_too_long, "log_stopped": log_stopped,
+    "moved_noted": small != moved and small in set(array.array("Q", FREED)),
     "tracer_slices": slices,
     "checked": len(objects),
     "compiled": type(compiled).__name__,
@@ -217,6 +222,7 @@ def test_newness_and_the_owners_walk_give_the_pure_loops_answers(tmp_path: Path)
     assert found["new"] >= 20_000 + 4_000 and found["freed"] >= 4_000, found
     assert found["new_at_old_addresses"] > 100, found
     assert found["moved_noted"] and found["tracer_slices"], found
+    assert found["log_read"] and found["log_too_long"] and found["log_stopped"], found
     for name, at_least in (("keys", 20_000), ("rows", 4_000 * 2), ("flat", 1_500 * 4)):
         assert found[name]["equal"], (name, found[name])
         assert found[name]["objects"] >= at_least, (name, found[name])

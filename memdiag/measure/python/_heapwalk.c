@@ -22,8 +22,8 @@
  *     With `freed` (what freed() gave), an old address whose block was not freed since is
  *     its old object: tracemalloc is asked only about the others.
  *
- * install_free_log(), log_frees(), freed(): the blocks the object allocator frees, from
- *     log_frees() on.
+ * install_free_log(), log_frees(), freed(), stop_log(): the blocks the object allocator
+ *     frees, from log_frees() on.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -649,8 +649,20 @@ static PyObject *heapwalk_log_frees(PyObject *Py_UNUSED(module), PyObject *Py_UN
     Py_RETURN_TRUE;
 }
 
-static PyObject *heapwalk_freed(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(args)) {
-    if (freed_state != 1) {
+static PyObject *heapwalk_stop_log(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(args)) {
+    freed_state = 0;
+    free(freed_log.items);
+    freed_log.items = NULL;
+    freed_log.len = freed_log.cap = 0;
+    Py_RETURN_NONE;
+}
+
+static PyObject *heapwalk_freed(PyObject *Py_UNUSED(module), PyObject *args) {
+    Py_ssize_t most = -1;
+    if (!PyArg_ParseTuple(args, "|n", &most)) {
+        return NULL;
+    }
+    if (freed_state != 1 || (most >= 0 && freed_log.len > (size_t)most)) {
         Py_RETURN_NONE;
     }
     Addrs copy = {malloc((freed_log.len ? freed_log.len : 1) * sizeof(uintptr_t)), 0, 0};
@@ -1086,9 +1098,11 @@ static PyMethodDef heapwalk_methods[] = {
     {"log_frees", heapwalk_log_frees, METH_NOARGS,
      "log_frees() -> bool: note every block the object allocator frees from now on (False "
      "when install_free_log() did not wrap it)."},
-    {"freed", heapwalk_freed, METH_NOARGS,
-     "freed() -> bytes | None: the blocks freed since log_frees(), sorted; None when not "
-     "noted (never started, or too many)."},
+    {"stop_log", heapwalk_stop_log, METH_NOARGS,
+     "stop_log(): note no more frees, and drop those noted (the allocator stays wrapped)."},
+    {"freed", heapwalk_freed, METH_VARARGS,
+     "freed(most=-1) -> bytes | None: the blocks freed since log_frees(), sorted; None when "
+     "not noted (never started, or too many to note), or when more than `most` were."},
     {NULL, NULL, 0, NULL},
 };
 

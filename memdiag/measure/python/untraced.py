@@ -41,7 +41,10 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 # PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ; the two switched in slices.
 DOMAINS = (0, 1, 2)
@@ -192,7 +195,7 @@ def log_frees() -> bool:
     return heapwalk is not None and bool(heapwalk.log_frees())
 
 
-def _heapwalk() -> Any:
+def _heapwalk() -> ModuleType | None:
     """Return the compiled loops' module, None where they were not built."""
     try:
         from memdiag.measure.python import _heapwalk
