@@ -38,7 +38,7 @@ from typing import Any
 from memdiag.measure.python import bootstrap as child_bootstrap
 from memdiag.measure.python import untraced
 from memdiag.measure.python.snapshot import Background, capture, fork_copy, in_fork, reap
-from memdiag.model import SCHEMA_VERSION
+from memdiag.versions import SCHEMA_VERSION
 
 Job = dict[str, Any]
 # Written into `out` by memdiag on Ctrl-C: stop after the current iteration.
@@ -107,7 +107,11 @@ def _peak_tracker(path: str | None) -> Any:
     import memray
 
     Path(path).unlink(missing_ok=True)  # memray refuses to overwrite
-    tracker = memray.Tracker(path, file_format=memray.FileFormat.AGGREGATED_ALLOCATIONS)
+    tracker = memray.Tracker(
+        path,
+        file_format=memray.FileFormat.AGGREGATED_ALLOCATIONS,
+        memory_interval_ms=PEAK_RSS_MS,
+    )
     tracker.__enter__()
     return tracker
 
@@ -240,6 +244,10 @@ def _write_new_ids(path: Path) -> None:
     reap(fork_copy(write))
 
 
+# How often memray's capture of `run_snapshot`'s call samples RSS, in ms. Only its peak and
+# what was live there and at the end are read (the runner samples RSS itself): at memray's
+# default of 10 ms its sampling thread cost 7% of a SQLAlchemy migration's time.
+PEAK_RSS_MS = 1000
 # Beside memray's capture of `run_snapshot`'s call, once the capture is written whole.
 CAPTURED = ".done"
 # The traced call is traced whole for this many untraced calls' time (at least MIN_FULL_S
