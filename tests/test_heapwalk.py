@@ -119,6 +119,8 @@ del ROWS[:4_000]
 for i in range(4_000):
     ROWS.append((f"again-{i}", i))
 FLAT.extend({"name": f"m{i}", "tags": [f"t{i}"]} for i in range(1_500))
+for d in FLAT[:500]:
+    d["note"] = f"note-{d['size']}"  # new strings in old untracked dicts
 gc.collect()
 untraced.write_ids(str(out / "new.ids"), (id(o) for o in gc.get_objects()))
 gc.unfreeze()
@@ -159,6 +161,24 @@ result = {
     "checked": len(objects),
     "compiled": type(compiled).__name__,
 }
+# The samples' scan: with the compiled test, fewer objects, but the same new ones in the
+# same order as the pure scan gives among all.
+from memdiag.measure.python import refchain
+grown = {"str", "tuple", "dict"}
+scanned_pure = [id(o) for o in refchain._newest_first(grown, {}) if pure(o)]
+scanned = [id(o) for o in refchain._newest_first(grown, {}, compiled) if compiled(o)]
+notes = sum(1 for o in refchain._newest_first(grown, {}, compiled)
+            if type(o) is str and o.startswith("note-"))
+result["samples"] = {"equal": scanned == scanned_pure, "new": len(scanned), "notes": notes,
+                     "pure": len(scanned_pure)}
+# The chain search's holders: the ids sought among a holder's referents.
+wanted = {id(o) for o in list(KEYS)[::997] + ROWS[::101] + SHARED[:1]}
+sought = array.array("Q", sorted(wanted)).tobytes()
+hits = [set(_heapwalk.referents_in(h, sought)) for h in (KEYS, ROWS, SHARED)]
+result["referents_in"] = [
+    len(found) > 0 and found == wanted.intersection(map(id, gc.get_referents(h)))
+    for found, h in zip(hits, (KEYS, ROWS, SHARED))
+]
 for name, owner in (("keys", KEYS), ("rows", ROWS), ("flat", FLAT)):
     a, b = retained(pure, owner), retained(compiled, owner)
     c = retained(compiled, owner, listed=True)  # the compiled select of a list
@@ -223,6 +243,10 @@ def test_newness_and_the_owners_walk_give_the_pure_loops_answers(tmp_path: Path)
     assert found["new_at_old_addresses"] > 100, found
     assert found["moved_noted"] and found["tracer_slices"], found
     assert found["log_read"] and found["log_too_long"] and found["log_stopped"], found
+    samples = found["samples"]
+    assert samples["equal"] and samples["new"] >= 20_000 + 4_000, samples
+    assert samples["notes"] >= 500, samples  # the new strings in old untracked dicts
+    assert found["referents_in"] == [True, True, True], found
     for name, at_least in (("keys", 20_000), ("rows", 4_000 * 2), ("flat", 1_500 * 4)):
         assert found[name]["equal"], (name, found[name])
         assert found[name]["objects"] >= at_least, (name, found[name])

@@ -19,8 +19,11 @@
  *     object: whether the traced call made it (owners.new_since says how that is decided).
  *     select(objects, claimed, seen): the new ones whose ids are in neither set.
  *     select_referents(owner, claimed, seen): the same of gc.get_referents(owner).
+ *     sample_referents(obj, seen): the untracked referents a sample can be among.
  *     With `freed` (what freed() gave), an old address whose block was not freed since is
  *     its old object: tracemalloc is asked only about the others.
+ *
+ * referents_in(holder, wanted): the ids among `wanted` of holder's referents.
  *
  * install_free_log(), log_frees(), freed(), stop_log(): the blocks the object allocator
  *     frees, from log_frees() on.
@@ -61,8 +64,12 @@ static int addrs_push(Addrs *a, uintptr_t value) {
 /* Sorts in place, least significant 16 bits first, then drops repeats: streaming passes,
  * far faster than a comparison sort at millions of addresses. */
 static int addrs_sort_unique(Addrs *a) {
-    if (a->len < 2) {
-        return 0;
+    size_t ordered = 1;
+    while (ordered < a->len && a->items[ordered - 1] < a->items[ordered]) {
+        ordered++;
+    }
+    if (ordered >= a->len) {
+        return 0; /* sorted and unique already (as `count` writes its ids) */
     }
     uintptr_t top = 0;
     for (size_t i = 0; i < a->len; i++) {
@@ -120,7 +127,19 @@ typedef struct {
 
 /* Sorts by address, least significant 16 bits first (stable passes keep the given order
  * among repeats). */
+static int spot_order(const void *a, const void *b) {
+    uintptr_t x = ((const Spot *)a)->address, y = ((const Spot *)b)->address;
+    return (x > y) - (x < y);
+}
+
+/* Below this many, a comparison sort: the radix passes' tables cost more than the sort. */
+#define RADIX_FROM 4096
+
 static int spots_sort(Spot *spots, size_t n) {
+    if (n < RADIX_FROM) {
+        qsort(spots, n, sizeof(Spot), spot_order);
+        return 0;
+    }
     uintptr_t top = 0;
     for (size_t i = 0; i < n; i++) {
         top |= spots[i].address;
@@ -564,6 +583,60 @@ done:
     return result;
 }
 
+/* ---- referents_in ---- */
+
+typedef struct {
+    const uintptr_t *wanted; /* sorted */
+    size_t n;
+    PyObject *out;
+    int failed;
+} Hits;
+
+static int visit_hit(PyObject *ref, void *arg) {
+    Hits *h = (Hits *)arg;
+    uintptr_t address = (uintptr_t)ref;
+    size_t lo = 0, hi = h->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (h->wanted[mid] < address) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if (lo < h->n && h->wanted[lo] == address) {
+        PyObject *ident = PyLong_FromVoidPtr(ref);
+        if (ident == NULL || PyList_Append(h->out, ident) < 0) {
+            Py_XDECREF(ident);
+            h->failed = 1;
+            return -1;
+        }
+        Py_DECREF(ident);
+    }
+    return 0;
+}
+
+/* The ids among `wanted` (sorted native uint64) of `holder`'s referents, read by its
+ * tp_traverse: no list of them, no reference taken (in a forked copy, a set of millions of
+ * strings is not written to for the few the chain search looks for). */
+static PyObject *heapwalk_referents_in(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *holder;
+    Py_buffer view;
+    if (!PyArg_ParseTuple(args, "Oy*", &holder, &view)) {
+        return NULL;
+    }
+    Hits h = {(const uintptr_t *)view.buf, (size_t)view.len / sizeof(uintptr_t), PyList_New(0),
+              0};
+    if (h.out != NULL) {
+        traverse_referents(holder, visit_hit, &h);
+        if (h.failed) {
+            Py_CLEAR(h.out);
+        }
+    }
+    PyBuffer_Release(&view);
+    return h.out;
+}
+
 /* ---- the blocks the object allocator freed since log_frees() ---- */
 
 /* An old address holds its old object still unless that block was freed since the old
@@ -692,6 +765,11 @@ typedef struct {
     int counted;      /* old_untracked was given */
     int logged;       /* freed was given */
     PyObject *traced;
+    /* The referents and new_flags of the last container of many (`referents_flags`): the
+     * samples' scan and the owners' both read the one set of millions of strings. */
+    PyObject *cached; /* borrowed: compared by address and referent count only */
+    Addrs cached_refs;
+    char *cached_flags;
 } Newness;
 
 static int fill_from(AddrSet *set, PyObject *source) {
@@ -757,6 +835,8 @@ static void newness_dealloc(Newness *self) {
     free(self->old_untracked.slots);
     free(self->old_sorted.items);
     free(self->freed.items);
+    free(self->cached_refs.items);
+    free(self->cached_flags);
     Py_XDECREF(self->traced);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -828,8 +908,14 @@ static int in_set(PyObject *set, PyObject *obj) {
     return found;
 }
 
-/* Whether each of `objs` is new, tested in address order: the old addresses are then met
- * in the order they are stored, the objects' headers and tracemalloc's table nearly in the
+/* new_flags' bits for each object: made by the traced call; tracked by the collector; an
+ * exact tuple or dict (untracked, it may hold new objects while old itself). */
+#define FLAG_NEW 1
+#define FLAG_TRACKED 2
+#define FLAG_INSIDE 4
+
+/* flags[i] for each of `objs`, tested in address order: the old addresses are then met in
+ * the order they are stored, the objects' headers and tracemalloc's table nearly in the
  * order they lie in memory (at millions of objects, far fewer cache misses). */
 static int new_flags(Newness *self, PyObject **objs, size_t n, char *flags) {
     Spot *spots = malloc((n ? n : 1) * sizeof(Spot));
@@ -862,9 +948,84 @@ static int new_flags(Newness *self, PyObject **objs, size_t n, char *flags) {
             free(spots);
             return -1;
         }
-        flags[spots[k].index] = (char)found;
+        PyObject *obj = (PyObject *)address;
+        flags[spots[k].index] = (char)((found ? FLAG_NEW : 0) |
+                                       (PyObject_GC_IsTracked(obj) ? FLAG_TRACKED : 0) |
+                                       (PyTuple_CheckExact(obj) || PyDict_CheckExact(obj)
+                                            ? FLAG_INSIDE
+                                            : 0));
     }
     free(spots);
+    return 0;
+}
+
+/* Below this many referents, sample_referents gives every untracked one (testing each for
+ * newness would cost more than the caller's look at it), and their flags are not kept. */
+#define SAMPLE_ALL_BELOW 4096
+
+/* `obj`'s referents and their flags. Of a container of SAMPLE_ALL_BELOW referents or more,
+ * new_flags, remembered by the Newness (`owned` 0): asked again with as many referents
+ * (nothing changes in this forked copy), the same are given back. Of a smaller one, owned
+ * by the caller (`owned` 1, release_flags), new_flags only when `need_new`, else the
+ * tracked bit alone. */
+typedef struct {
+    Addrs refs;
+    char *flags;
+    int owned;
+} Flagged;
+
+static void release_flags(Flagged *f) {
+    if (f->owned) {
+        free(f->refs.items);
+        free(f->flags);
+    }
+}
+
+static int referents_flags(Newness *self, PyObject *obj, int need_new, Flagged *out) {
+    Addrs found = {NULL, 0, 0};
+    Visit v = {&found, 0};
+    out->owned = 0;
+    if (referents_into(obj, &v) < 0) {
+        free(found.items);
+        PyErr_NoMemory();
+        return -1;
+    }
+    int large = found.len >= SAMPLE_ALL_BELOW;
+    if (large && self->cached == obj && self->cached_refs.len == found.len) {
+        free(found.items);
+        out->refs = self->cached_refs;
+        out->flags = self->cached_flags;
+        return 0;
+    }
+    char *flags = malloc(found.len ? found.len : 1);
+    if (flags == NULL) {
+        free(found.items);
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyObject **objs = (PyObject **)found.items;
+    if (large || need_new) {
+        if (new_flags(self, objs, found.len, flags) < 0) {
+            free(found.items);
+            free(flags);
+            return -1;
+        }
+    } else {
+        for (size_t i = 0; i < found.len; i++) {
+            flags[i] = PyObject_GC_IsTracked(objs[i]) ? FLAG_TRACKED : 0;
+        }
+    }
+    out->refs = found;
+    out->flags = flags;
+    if (!large) {
+        out->owned = 1;
+        return 0;
+    }
+    free(self->cached_refs.items);
+    free(self->cached_flags);
+    self->cached = obj;
+    self->cached_refs = found;
+    self->cached_flags = flags;
     return 0;
 }
 
@@ -877,7 +1038,7 @@ static PyObject *select_from(Newness *self, PyObject **objs, size_t n, PyObject 
         goto failed;
     }
     for (size_t i = 0; i < n; i++) {
-        if (!flags[i]) {
+        if (!(flags[i] & FLAG_NEW)) {
             continue;
         }
         int taken = in_set(claimed, objs[i]);
@@ -920,14 +1081,56 @@ static PyObject *newness_select_referents(Newness *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OO!O!", &owner, &PySet_Type, &claimed, &PySet_Type, &seen)) {
         return NULL;
     }
-    Addrs refs = {NULL, 0, 0};
-    Visit v = {&refs, 0};
-    if (referents_into(owner, &v) < 0) {
-        free(refs.items);
-        return PyErr_NoMemory();
+    Flagged f;
+    if (referents_flags(self, owner, 1, &f) < 0) {
+        return NULL;
     }
-    PyObject *out = select_from(self, (PyObject **)refs.items, refs.len, claimed, seen);
-    free(refs.items);
+    PyObject **objs = (PyObject **)f.refs.items;
+    PyObject *out = PyList_New(0);
+    for (size_t i = 0; out != NULL && i < f.refs.len; i++) {
+        if (!(f.flags[i] & FLAG_NEW)) {
+            continue;
+        }
+        int taken = in_set(claimed, objs[i]);
+        if (taken == 0) {
+            taken = in_set(seen, objs[i]);
+        }
+        if (taken < 0 || (taken == 0 && PyList_Append(out, objs[i]) < 0)) {
+            Py_CLEAR(out);
+        }
+    }
+    release_flags(&f);
+    return out;
+}
+
+/* The referents of `obj` among which `refchain.Evidence` looks for samples, in
+ * gc.get_referents' order, not in `seen`: of an object with SAMPLE_ALL_BELOW referents or
+ * more, the untracked ones the traced call made and every untracked tuple or dict (new
+ * objects may be inside an old one), read as select_referents reads them (a set of millions
+ * of old strings gives its new ones, and no page of the old ones is written); of a smaller
+ * one, all the untracked ones. */
+static PyObject *newness_sample_referents(Newness *self, PyObject *args) {
+    PyObject *obj, *seen;
+    if (!PyArg_ParseTuple(args, "OO!", &obj, &PySet_Type, &seen)) {
+        return NULL;
+    }
+    Flagged f;
+    if (referents_flags(self, obj, 0, &f) < 0) {
+        return NULL;
+    }
+    int all = f.refs.len < SAMPLE_ALL_BELOW;
+    PyObject **objs = (PyObject **)f.refs.items;
+    PyObject *out = PyList_New(0);
+    for (size_t i = 0; out != NULL && i < f.refs.len; i++) {
+        if ((f.flags[i] & FLAG_TRACKED) || !(all || (f.flags[i] & (FLAG_NEW | FLAG_INSIDE)))) {
+            continue;
+        }
+        int taken = in_set(seen, objs[i]);
+        if (taken < 0 || (taken == 0 && PyList_Append(out, objs[i]) < 0)) {
+            Py_CLEAR(out);
+        }
+    }
+    release_flags(&f);
     return out;
 }
 
@@ -1067,6 +1270,8 @@ done:
 static PyMethodDef newness_methods[] = {
     {"select", (PyCFunction)newness_select, METH_VARARGS,
      "select(objects, claimed, seen): the new objects whose ids are in neither set."},
+    {"sample_referents", (PyCFunction)newness_sample_referents, METH_VARARGS,
+     "sample_referents(obj, seen) -> list: the untracked referents a sample can be among."},
     {"select_referents", (PyCFunction)newness_select_referents, METH_VARARGS,
      "select_referents(owner, claimed, seen) -> list: select(gc.get_referents(owner), claimed, "
      "seen), without the list of referents."},
@@ -1091,6 +1296,9 @@ static PyTypeObject NewnessType = {
 static PyMethodDef heapwalk_methods[] = {
     {"count", heapwalk_count, METH_VARARGS,
      "count(objects, large_bytes) -> (stats, large, ids): see the module's docstring."},
+    {"referents_in", heapwalk_referents_in, METH_VARARGS,
+     "referents_in(holder, wanted) -> list[int]: the ids, among `wanted` (sorted native uint64 "
+     "bytes), of holder's referents, each as often as holder refers to it."},
     {"install_free_log", heapwalk_install_free_log, METH_NOARGS,
      "install_free_log() -> bool: wrap the object allocator so that log_frees() can note its "
      "frees (False, and nothing wrapped, while tracemalloc traces or over hooks with a "

@@ -19,6 +19,7 @@ Each hop is named as Python would spell it (`chaintext.py`: `.attr`, `['key']`, 
 
 from __future__ import annotations
 
+import array
 import gc
 import math
 import sys
@@ -32,6 +33,11 @@ from typing import Any
 from memdiag.measure.python.chainroots import Root, RootIndex, unregistered_root
 from memdiag.measure.python.chaintext import describe
 from memdiag.measure.python.snapshot import type_name
+
+try:
+    from memdiag.measure.python import _heapwalk
+except ImportError:  # not built: the pure loops
+    _heapwalk = None  # type: ignore[assignment]
 
 __all__ = ["SAMPLES", "Evidence", "Search", "describe", "find_chains", "search_backward"]
 
@@ -80,7 +86,7 @@ class Evidence:
         self.last_added = 0
         names: dict[type, str] = {}
         deadline = time.perf_counter() + budget_s
-        objects = _newest_first(grown, names)
+        objects = _newest_first(grown, names, is_new)
         for obj in objects:
             self.scanned += 1
             if self.scanned % 4096 == 0 and (
@@ -157,14 +163,24 @@ class Evidence:
         ]
 
 
-def _newest_first(grown: set[str], names: dict[type, str]) -> Generator[Any, None, None]:
+def _newest_first(
+    grown: set[str], names: dict[type, str], is_new: Callable[[Any], bool] | None = None
+) -> Generator[Any, None, None]:
     """Yield the live objects of the `grown` types, newest first, each once.
 
     The collector's list ends with the newest objects; the untracked ones (str, int,
-    bytes, and tuples of them) come with the tracked objects that refer to them.
+    bytes, and tuples of them) come with the tracked objects that refer to them. With the
+    compiled `is_new` (`_heapwalk.Newness`), of a container of thousands of referents only
+    the untracked ones the traced call made (the only ones a sample can be) and the tuples
+    and dicts they may be in: a set of millions of old strings is not listed, nor its pages
+    copied in this forked copy, to find its new ones.
     """
     tracked = gc.get_objects()
     seen: set[int] = set()
+    sample = getattr(is_new, "sample_referents", None)
+
+    def referents(obj: Any) -> list[Any]:
+        return sample(obj, seen) if sample is not None else gc.get_referents(obj)
 
     def wanted(obj: Any) -> bool:
         kind = type(obj)
@@ -175,12 +191,12 @@ def _newest_first(grown: set[str], names: dict[type, str]) -> Generator[Any, Non
         obj = tracked[index]
         if wanted(obj):
             yield obj
-        for ref in gc.get_referents(obj):
+        for ref in referents(obj):
             if gc.is_tracked(ref) or id(ref) in seen:
                 continue
             if type(ref) in (tuple, dict):
                 seen.add(id(ref))
-                inner = [r for r in gc.get_referents(ref) if not gc.is_tracked(r)]
+                inner = [r for r in referents(ref) if not gc.is_tracked(r)]
                 for item in inner:
                     if id(item) not in seen and wanted(item):
                         seen.add(id(item))
@@ -188,6 +204,15 @@ def _newest_first(grown: set[str], names: dict[type, str]) -> Generator[Any, Non
             if wanted(ref):
                 seen.add(id(ref))
                 yield ref
+
+
+def _referents_in(holder: Any, wanted: set[int], sought: bytes) -> Iterable[int]:
+    """Return the ids in `wanted` (`sought`: the same, sorted native uint64) of `holder`'s
+    referents: by the compiled loop where built, which lists none of them (a set of millions
+    of strings in this forked copy: no page of them written)."""
+    if _heapwalk is not None:
+        return _heapwalk.referents_in(holder, sought)
+    return wanted.intersection(map(id, gc.get_referents(holder)))
 
 
 def traceback_reader() -> Callable[[Any], Any]:
@@ -385,13 +410,14 @@ def _held_by(search: Search, referrers: list[Any], wanted: set[int]) -> dict[int
     """Return, per wanted id, the referrers that hold it (not memdiag's, not as a type)."""
     held: dict[int, list[Any]] = {}
     own_frames = _own_frames()
+    sought = array.array("Q", sorted(wanted)).tobytes() if _heapwalk is not None else b""
     for holder in referrers:
         hid = id(holder)
         if hid in search.own or hid in own_frames or search.roots.is_excluded(holder):
             continue
         if isinstance(holder, types.FrameType) and holder.f_code.co_filename.startswith(_OWN):
             continue
-        hits = wanted.intersection(map(id, gc.get_referents(holder)))
+        hits = set(_referents_in(holder, wanted, sought))
         hits.discard(id(type(holder)))  # an instance refers to its class: that holds nothing
         for hit in hits:
             held.setdefault(hit, []).append(holder)
