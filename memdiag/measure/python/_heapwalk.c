@@ -642,7 +642,7 @@ static PyObject *heapwalk_referents_in(PyObject *Py_UNUSED(module), PyObject *ar
 /* An old address holds its old object still unless that block was freed since the old
  * objects were listed: only then can a new object have taken it, and only then need
  * tracemalloc be asked. The object allocator is wrapped (install_free_log) before
- * `untraced.Tracer` reads the allocators and before tracemalloc starts: tracemalloc then
+ * `untraced.Tracer` reads the allocators again, before tracemalloc starts: tracemalloc then
  * wraps this in turn, and the tracer's untraced slices allocate, reallocate and free through
  * it too, so every free and every moving realloc comes here. The wrapper takes no context
  * (its functions may run with tracemalloc's, as CPython's own do); the GIL is held in all

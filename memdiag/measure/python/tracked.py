@@ -193,7 +193,7 @@ def run_leaks(func: Any, job: Job) -> int:
             _spent(stages, "new_ids", begun)
         begun = time.perf_counter()
         if i == last - 1:  # the snapshot whose untracked objects are the old ones
-            untraced.log_frees()
+            tracer.log_frees()
         shots.take(
             str(out / f"iter-{i:03d}.json"),
             f"iteration {i}",

@@ -28,8 +28,8 @@ asks about: no hook would remove their traces).
 Everything the tracer allocates is made in `Tracer()`, before the first snapshot: none of
 it is counted as the call's growth. Public C API (`PyMem_GetAllocator`,
 `PyMem_SetAllocator`) through ctypes. Where the compiled loops were built (`_heapwalk`),
-`Tracer()` first wraps the object allocator with a log of the blocks freed (`log_frees`),
-which the tracer's hooks then call in turn.
+`Tracer.log_frees` wraps the object allocator, before the traced call, with a log of the
+blocks freed, which the tracer's hooks then call in turn.
 """
 
 from __future__ import annotations
@@ -74,10 +74,6 @@ class Tracer:
         self._get.argtypes, self._get.restype = [ctypes.c_int, ctypes.POINTER(Allocator)], None
         self._put = ctypes.pythonapi.PyMem_SetAllocator
         self._put.argtypes, self._put.restype = [ctypes.c_int, ctypes.POINTER(Allocator)], None
-        heapwalk = _heapwalk()
-        if heapwalk is not None:
-            # Under everything the tracer installs: every free is seen (`log_frees`).
-            heapwalk.install_free_log()
         self.saved = [Allocator() for _ in DOMAINS]  # the interpreter's, before tracing
         self.traced = [Allocator() for _ in DOMAINS]  # tracemalloc's hooks
         self.untraced = [Allocator() for _ in DOMAINS]  # allocate untraced, free traced
@@ -88,6 +84,22 @@ class Tracer:
         self.full_s = 0.0
         self.started = 0.0
         self.sliced_from = 0.0
+
+    def log_frees(self) -> bool:
+        """Wrap the object allocator with the log of the blocks it frees, and start it (before
+        the untracked objects `owners.new_since` reads are listed, before `start`): an old
+        address whose block was not freed since is its old object, and tracemalloc need not
+        be asked about it (2.2 million such questions were half the owners' time at 2.4
+        million objects). The tracer's allocators are read again: the wrapper is under its
+        hooks and its untraced slices, so every free is seen. Only the traced call runs
+        wrapped. Return whether it started: not where the compiled loops were not built,
+        nor over hooks that take a context."""
+        heapwalk = _heapwalk()
+        if heapwalk is None or not heapwalk.install_free_log():
+            return False
+        for domain in DOMAINS:  # into the structures made in __init__: nothing allocated
+            self._get(domain, ctypes.byref(self.saved[domain]))
+        return bool(heapwalk.log_frees())
 
     def can_slice(self) -> bool:
         """Return whether the interpreter's allocators take no context (CPython's own):
@@ -182,17 +194,6 @@ def read_ids(path: str) -> array.array[int]:
         with open(path, "rb") as source:
             values.frombytes(source.read())
     return values
-
-
-def log_frees() -> bool:
-    """Start noting the blocks the object allocator frees (before the untracked objects
-    `owners.new_since` reads are listed): an old address whose block was not freed since is
-    its old object, and tracemalloc need not be asked about it (2.2 million such questions
-    were half the owners' time at 2.4 million objects). Return whether it started: not
-    where the compiled loops were not built, nor when `Tracer()` could not wrap the
-    allocator."""
-    heapwalk = _heapwalk()
-    return heapwalk is not None and bool(heapwalk.log_frees())
 
 
 def _heapwalk() -> ModuleType | None:
