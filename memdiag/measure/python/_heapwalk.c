@@ -125,8 +125,6 @@ typedef struct {
     size_t index;
 } Spot;
 
-/* Sorts by address, least significant 16 bits first (stable passes keep the given order
- * among repeats). */
 static int spot_order(const void *a, const void *b) {
     uintptr_t x = ((const Spot *)a)->address, y = ((const Spot *)b)->address;
     return (x > y) - (x < y);
@@ -135,6 +133,8 @@ static int spot_order(const void *a, const void *b) {
 /* Below this many, a comparison sort: the radix passes' tables cost more than the sort. */
 #define RADIX_FROM 4096
 
+/* Sorts by address: least significant 16 bits first (stable passes keep the given order
+ * among repeats), or below RADIX_FROM by qsort (repeats in any order: they share a flag). */
 static int spots_sort(Spot *spots, size_t n) {
     if (n < RADIX_FROM) {
         qsort(spots, n, sizeof(Spot), spot_order);
@@ -586,25 +586,14 @@ done:
 /* ---- referents_in ---- */
 
 typedef struct {
-    const uintptr_t *wanted; /* sorted */
-    size_t n;
+    Addrs wanted; /* sorted; the caller's buffer, not freed */
     PyObject *out;
     int failed;
 } Hits;
 
 static int visit_hit(PyObject *ref, void *arg) {
     Hits *h = (Hits *)arg;
-    uintptr_t address = (uintptr_t)ref;
-    size_t lo = 0, hi = h->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (h->wanted[mid] < address) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
-        }
-    }
-    if (lo < h->n && h->wanted[lo] == address) {
+    if (addrs_has(&h->wanted, (uintptr_t)ref)) {
         PyObject *ident = PyLong_FromVoidPtr(ref);
         if (ident == NULL || PyList_Append(h->out, ident) < 0) {
             Py_XDECREF(ident);
@@ -625,8 +614,8 @@ static PyObject *heapwalk_referents_in(PyObject *Py_UNUSED(module), PyObject *ar
     if (!PyArg_ParseTuple(args, "Oy*", &holder, &view)) {
         return NULL;
     }
-    Hits h = {(const uintptr_t *)view.buf, (size_t)view.len / sizeof(uintptr_t), PyList_New(0),
-              0};
+    size_t n = (size_t)view.len / sizeof(uintptr_t);
+    Hits h = {{(uintptr_t *)view.buf, n, n}, PyList_New(0), 0};
     if (h.out != NULL) {
         traverse_referents(holder, visit_hit, &h);
         if (h.failed) {
@@ -1029,32 +1018,46 @@ static int referents_flags(Newness *self, PyObject *obj, int need_new, Flagged *
     return 0;
 }
 
-/* The new objects of objs[0..n) whose ids are in neither `claimed` nor `seen`, a new list. */
-static PyObject *select_from(Newness *self, PyObject **objs, size_t n, PyObject *claimed,
-                             PyObject *seen) {
-    char *flags = malloc(n ? n : 1);
-    PyObject *out = flags != NULL ? PyList_New(0) : PyErr_NoMemory();
-    if (out == NULL || new_flags(self, objs, n, flags) < 0) {
-        goto failed;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (!(flags[i] & FLAG_NEW)) {
+/* Which flags collect keeps. */
+static int keep_new(char flags) { return (flags & FLAG_NEW) != 0; }
+static int keep_untracked(char flags) { return !(flags & FLAG_TRACKED); }
+static int keep_sample(char flags) {
+    return !(flags & FLAG_TRACKED) && (flags & (FLAG_NEW | FLAG_INSIDE)) != 0;
+}
+
+/* A new list of the objs[i] whose flags[i] `keep` takes and whose ids are in neither
+ * `claimed` (NULL: none) nor `seen`, in the given order. */
+static PyObject *collect(PyObject **objs, size_t n, const char *flags, int (*keep)(char),
+                         PyObject *claimed, PyObject *seen) {
+    PyObject *out = PyList_New(0);
+    for (size_t i = 0; out != NULL && i < n; i++) {
+        if (!keep(flags[i])) {
             continue;
         }
-        int taken = in_set(claimed, objs[i]);
+        int taken = claimed != NULL ? in_set(claimed, objs[i]) : 0;
         if (taken == 0) {
             taken = in_set(seen, objs[i]);
         }
         if (taken < 0 || (taken == 0 && PyList_Append(out, objs[i]) < 0)) {
-            goto failed;
+            Py_CLEAR(out);
         }
+    }
+    return out;
+}
+
+/* The new objects of objs[0..n) whose ids are in neither `claimed` nor `seen`, a new list. */
+static PyObject *select_from(Newness *self, PyObject **objs, size_t n, PyObject *claimed,
+                             PyObject *seen) {
+    char *flags = malloc(n ? n : 1);
+    if (flags == NULL) {
+        return PyErr_NoMemory();
+    }
+    PyObject *out = NULL;
+    if (new_flags(self, objs, n, flags) == 0) {
+        out = collect(objs, n, flags, keep_new, claimed, seen);
     }
     free(flags);
     return out;
-failed:
-    free(flags);
-    Py_XDECREF(out);
-    return NULL;
 }
 
 static PyObject *newness_select(Newness *self, PyObject *args) {
@@ -1085,20 +1088,8 @@ static PyObject *newness_select_referents(Newness *self, PyObject *args) {
     if (referents_flags(self, owner, 1, &f) < 0) {
         return NULL;
     }
-    PyObject **objs = (PyObject **)f.refs.items;
-    PyObject *out = PyList_New(0);
-    for (size_t i = 0; out != NULL && i < f.refs.len; i++) {
-        if (!(f.flags[i] & FLAG_NEW)) {
-            continue;
-        }
-        int taken = in_set(claimed, objs[i]);
-        if (taken == 0) {
-            taken = in_set(seen, objs[i]);
-        }
-        if (taken < 0 || (taken == 0 && PyList_Append(out, objs[i]) < 0)) {
-            Py_CLEAR(out);
-        }
-    }
+    PyObject *out =
+        collect((PyObject **)f.refs.items, f.refs.len, f.flags, keep_new, claimed, seen);
     release_flags(&f);
     return out;
 }
@@ -1118,18 +1109,9 @@ static PyObject *newness_sample_referents(Newness *self, PyObject *args) {
     if (referents_flags(self, obj, 0, &f) < 0) {
         return NULL;
     }
-    int all = f.refs.len < SAMPLE_ALL_BELOW;
-    PyObject **objs = (PyObject **)f.refs.items;
-    PyObject *out = PyList_New(0);
-    for (size_t i = 0; out != NULL && i < f.refs.len; i++) {
-        if ((f.flags[i] & FLAG_TRACKED) || !(all || (f.flags[i] & (FLAG_NEW | FLAG_INSIDE)))) {
-            continue;
-        }
-        int taken = in_set(seen, objs[i]);
-        if (taken < 0 || (taken == 0 && PyList_Append(out, objs[i]) < 0)) {
-            Py_CLEAR(out);
-        }
-    }
+    PyObject *out = collect((PyObject **)f.refs.items, f.refs.len, f.flags,
+                            f.refs.len < SAMPLE_ALL_BELOW ? keep_untracked : keep_sample, NULL,
+                            seen);
     release_flags(&f);
     return out;
 }
