@@ -34,11 +34,6 @@ from memdiag.measure.python.chainroots import Root, RootIndex, unregistered_root
 from memdiag.measure.python.chaintext import describe
 from memdiag.measure.python.snapshot import type_name
 
-try:
-    from memdiag.measure.python import _heapwalk
-except ImportError:  # not built: the pure loops
-    _heapwalk = None  # type: ignore[assignment]
-
 __all__ = ["SAMPLES", "Evidence", "Search", "describe", "find_chains", "search_backward"]
 
 SAMPLES = 20
@@ -206,13 +201,16 @@ def _newest_first(
                 yield ref
 
 
-def _referents_in(holder: Any, wanted: set[int], sought: bytes) -> Iterable[int]:
-    """Return the ids in `wanted` (`sought`: the same, sorted native uint64) of `holder`'s
-    referents: by the compiled loop where built, which lists none of them (a set of millions
-    of strings in this forked copy: no page of them written)."""
-    if _heapwalk is not None:
-        return _heapwalk.referents_in(holder, sought)
-    return wanted.intersection(map(id, gc.get_referents(holder)))
+def _hits_among(wanted: set[int]) -> Callable[[Any], Iterable[int]]:
+    """Return a function from a holder to the ids in `wanted` of its referents: by the
+    compiled loop where built, which lists none of them (a set of millions of strings in
+    this forked copy: no page of them written)."""
+    try:
+        from memdiag.measure.python import _heapwalk
+    except ImportError:
+        return lambda holder: wanted.intersection(map(id, gc.get_referents(holder)))
+    sought = array.array("Q", sorted(wanted)).tobytes()
+    return lambda holder: _heapwalk.referents_in(holder, sought)
 
 
 def traceback_reader() -> Callable[[Any], Any]:
@@ -410,14 +408,14 @@ def _held_by(search: Search, referrers: list[Any], wanted: set[int]) -> dict[int
     """Return, per wanted id, the referrers that hold it (not memdiag's, not as a type)."""
     held: dict[int, list[Any]] = {}
     own_frames = _own_frames()
-    sought = array.array("Q", sorted(wanted)).tobytes() if _heapwalk is not None else b""
+    hits_of = _hits_among(wanted)
     for holder in referrers:
         hid = id(holder)
         if hid in search.own or hid in own_frames or search.roots.is_excluded(holder):
             continue
         if isinstance(holder, types.FrameType) and holder.f_code.co_filename.startswith(_OWN):
             continue
-        hits = set(_referents_in(holder, wanted, sought))
+        hits = set(hits_of(holder))
         hits.discard(id(type(holder)))  # an instance refers to its class: that holds nothing
         for hit in hits:
             held.setdefault(hit, []).append(holder)

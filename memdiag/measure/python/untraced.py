@@ -41,10 +41,6 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from types import ModuleType
 
 # PYMEM_DOMAIN_RAW, PYMEM_DOMAIN_MEM, PYMEM_DOMAIN_OBJ; the two switched in slices.
 DOMAINS = (0, 1, 2)
@@ -94,12 +90,15 @@ class Tracer:
         hooks and its untraced slices, so every free is seen. Only the traced call runs
         wrapped. Return whether it started: not where the compiled loops were not built,
         nor over hooks that take a context."""
-        heapwalk = _heapwalk()
-        if heapwalk is None or not heapwalk.install_free_log():
+        try:
+            from memdiag.measure.python import _heapwalk
+        except ImportError:
+            return False
+        if not _heapwalk.install_free_log():
             return False
         for domain in DOMAINS:  # into the structures made in __init__: nothing allocated
             self._get(domain, ctypes.byref(self.saved[domain]))
-        return bool(heapwalk.log_frees())
+        return bool(_heapwalk.log_frees())
 
     def can_slice(self) -> bool:
         """Return whether the interpreter's allocators take no context (CPython's own):
@@ -194,12 +193,3 @@ def read_ids(path: str) -> array.array[int]:
         with open(path, "rb") as source:
             values.frombytes(source.read())
     return values
-
-
-def _heapwalk() -> ModuleType | None:
-    """Return the compiled loops' module, None where they were not built."""
-    try:
-        from memdiag.measure.python import _heapwalk
-    except ImportError:
-        return None
-    return _heapwalk
