@@ -82,35 +82,23 @@ def test_ci_run_fails_without_postgresql(tmp_path: Path) -> None:
     assert not (tmp_path / "make-ran").exists()  # the tests never ran, so never skipped
 
 
-def test_ci_run_fails_without_graphviz(tmp_path: Path) -> None:
-    bin_dir = sandbox(tmp_path, dot=False)
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [
+        ({"dot": False}, "graphviz (dot) could not be installed"),
+        ({"node": False}, "node and npm could not be installed"),
+        ({"gdb": False}, "gdb could not be installed"),
+        ({"cc": False}, "a C compiler (gcc) could not be installed"),
+    ],
+    ids=["graphviz", "node", "gdb", "c-compiler"],
+)
+def test_ci_run_fails_without_a_tool_it_needs(
+    tmp_path: Path, missing: dict[str, bool], message: str
+) -> None:
+    bin_dir = sandbox(tmp_path, **{"dot": True, **missing})
     proc = run(".ci/run", bin_dir, ci=True)
     assert proc.returncode == 1, proc.stderr
-    assert ".ci/run: graphviz (dot) could not be installed" in proc.stderr
-    assert not (tmp_path / "make-ran").exists()
-
-
-def test_ci_run_fails_without_node(tmp_path: Path) -> None:
-    bin_dir = sandbox(tmp_path, dot=True, node=False)
-    proc = run(".ci/run", bin_dir, ci=True)
-    assert proc.returncode == 1, proc.stderr
-    assert ".ci/run: node and npm could not be installed" in proc.stderr
-    assert not (tmp_path / "make-ran").exists()
-
-
-def test_ci_run_fails_without_gdb(tmp_path: Path) -> None:
-    bin_dir = sandbox(tmp_path, dot=True, gdb=False)
-    proc = run(".ci/run", bin_dir, ci=True)
-    assert proc.returncode == 1, proc.stderr
-    assert ".ci/run: gdb could not be installed" in proc.stderr
-    assert not (tmp_path / "make-ran").exists()
-
-
-def test_ci_run_fails_without_a_c_compiler(tmp_path: Path) -> None:
-    bin_dir = sandbox(tmp_path, dot=True, cc=False)
-    proc = run(".ci/run", bin_dir, ci=True)
-    assert proc.returncode == 1, proc.stderr
-    assert ".ci/run: a C compiler (gcc) could not be installed" in proc.stderr
+    assert f".ci/run: {message}" in proc.stderr
     assert not (tmp_path / "make-ran").exists()
 
 
