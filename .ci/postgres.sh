@@ -7,6 +7,10 @@
 # CI=true it then exits 1 (CI must run the PostgreSQL tests); elsewhere it exits 0 and the
 # PostgreSQL tests are skipped.
 #
+# When it starts the server and MEMDIAG_PG_STARTED names a file, the server's process id is
+# written there, so the caller stops what it started (kill -INT, a fast shutdown) and nothing
+# else: a server that was already running is left running.
+#
 # Usage: export MEMDIAG_TEST_PG_URL="$(.ci/postgres.sh)"
 set -uo pipefail
 
@@ -42,6 +46,11 @@ start_cluster() {
     if ! pg_lsclusters -h | awk -v v="$version" -v c="$CLUSTER" '$1==v && $2==c {print $4}' \
         | grep -qx online; then
         as_root pg_ctlcluster "$version" "$CLUSTER" start >&2 || return 1
+        if [ -n "${MEMDIAG_PG_STARTED:-}" ]; then
+            local data
+            data="$(pg_lsclusters -h | awk -v v="$version" -v c="$CLUSTER" '$1==v && $2==c {print $6}')"
+            as_root head -n 1 "$data/postmaster.pid" >"$MEMDIAG_PG_STARTED" || return 1
+        fi
     fi
 }
 

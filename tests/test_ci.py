@@ -18,7 +18,7 @@ pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ["bash", "dirname", "id", "timeout", "cat", "ls", "sort", "tail", "awk", "grep", "tee"]
-TOOLS += ["seq", "sleep", "env", "touch"]
+TOOLS += ["seq", "sleep", "env", "touch", "mktemp", "rm", "head"]
 
 
 def sandbox(

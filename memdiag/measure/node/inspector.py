@@ -186,6 +186,21 @@ class InspectorSession:
             if on_event is not None and "method" in message:
                 on_event(message)
 
+    def wait_for_close(self, deadline: float) -> None:
+        """Read until the inspector closes the connection (its close frame, not answered, or
+        the connection's end) or `deadline` passes; what comes before is dropped."""
+        import websocket
+        from websocket import ABNF
+
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.ws.settimeout(remaining)
+            try:
+                frame = self.ws.recv_frame()  # type: ignore[no-untyped-call]
+            except (websocket.WebSocketException, OSError):
+                return
+            if frame is None or frame.opcode == ABNF.OPCODE_CLOSE:
+                return
+
 
 def require_websocket() -> None:
     """Raise a one-line MemdiagError naming the extra when websocket-client is missing."""
@@ -210,7 +225,7 @@ def attach(pid: int, timeout: float = OPEN_TIMEOUT_S) -> Iterator[InspectorSessi
     if opened:
         before = listening_ports(pid)
         os.kill(pid, signal.SIGUSR1)
-    ws = None
+    session = None
     try:
         if found is None:
             found = _wait_for_inspector(pid, before, timeout)
@@ -218,12 +233,13 @@ def attach(pid: int, timeout: float = OPEN_TIMEOUT_S) -> Iterator[InspectorSessi
         ws = websocket.create_connection(
             url, timeout=timeout, suppress_origin=True, skip_utf8_validation=True
         )
-        yield InspectorSession(ws, pid, port)
+        session = InspectorSession(ws, pid, port)
+        yield session
     finally:
         if opened:
-            _shielded(lambda: close_inspector(pid, ws, found))
-        elif ws is not None:
-            ws.close()
+            _shielded(lambda: close_inspector(pid, session, found))
+        elif session is not None:
+            _shielded(lambda: _leave(session))
 
 
 def _wait_for_inspector(pid: int, before: set[int], timeout: float) -> tuple[int, str]:
@@ -258,10 +274,15 @@ def _shielded(action: Callable[[], None]) -> None:
 
 
 def close_inspector(
-    pid: int, ws: websocket.WebSocket | None, found: tuple[int, str] | None
+    pid: int, session: InspectorSession | None, found: tuple[int, str] | None
 ) -> None:
-    """Close the inspector of `pid` through `ws` (or a new connection, or the port that opened
-    late) and wait until its port is gone; a MemdiagError (exit 1) when it stays open."""
+    """Close the inspector of `pid` through `session` (or a new connection, or the port that
+    opened late) and wait until its port is gone; a MemdiagError (exit 1) when it stays open.
+
+    Node 20 crashes (SIGSEGV in TcpHolder::WriteRaw) when a message for a session is written
+    after that session's socket has seen its end, so the connection is dropped only once the
+    inspector itself has closed it: every answer and event for the session is written by then.
+    """
     import websocket
 
     if found is None:  # SIGUSR1 sent but the port was not seen yet: look once more
@@ -270,28 +291,29 @@ def close_inspector(
         if found is None:
             return
     port, url = found
+    deadline = time.monotonic() + CLOSE_TIMEOUT_S
     try:
-        if ws is None:
+        if session is None:
             ws = websocket.create_connection(
                 url, timeout=CLOSE_TIMEOUT_S, suppress_origin=True, skip_utf8_validation=True
             )
-        ws.settimeout(CLOSE_TIMEOUT_S)
-        session = InspectorSession(ws, pid, port)
-        # Chunks of a snapshot cut short by Ctrl-C or a timeout may come first: dropped. The
-        # close runs once this connection is gone (it waits for the sessions to end).
+            session = InspectorSession(ws, pid, port)
+        # Chunks of a snapshot cut short by Ctrl-C or a timeout, and the answers to calls that
+        # timed out, come first: dropped. The close itself runs on the next turn of the loop.
         session.call(
             "Runtime.evaluate",
             {"expression": CLOSE_EXPRESSION, "includeCommandLineAPI": True},
-            deadline=time.monotonic() + CLOSE_TIMEOUT_S,
+            deadline=deadline,
         )
+        session.wait_for_close(deadline)
     except (MemdiagError, websocket.WebSocketException, OSError):
         pass
     finally:
-        if ws is not None:
+        if session is not None:
             # Dropped, not closed by a WebSocket handshake: node 20's inspector thread may
             # write its answering close frame after inspector.close() has freed its handler
             # (a crash of the process, SIGSEGV in WsHandler::OnCloseFrameWritten).
-            ws.shutdown()  # type: ignore[no-untyped-call]
+            session.ws.shutdown()  # type: ignore[no-untyped-call]
     deadline = time.monotonic() + 5.0
     while port in listening_ports(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -299,6 +321,22 @@ def close_inspector(
         raise MemdiagError(
             f"pid {pid}: the inspector is still open on 127.0.0.1:{port}", exit_code=1
         )
+
+
+def _leave(session: InspectorSession) -> None:
+    """Leave an inspector that was open before memdiag came: once every call of the session is
+    answered (a last one, answered after all of them), so nothing is written to it after."""
+    import websocket
+
+    try:
+        deadline = time.monotonic() + CLOSE_TIMEOUT_S
+        session.call("Runtime.evaluate", {"expression": "0"}, deadline=deadline)
+    except MemdiagError:
+        pass
+    try:
+        session.ws.close()
+    except (websocket.WebSocketException, OSError):
+        pass
 
 
 def take_heap_snapshot(session: InspectorSession, path: str | Path, timeout: float = 600.0) -> int:
