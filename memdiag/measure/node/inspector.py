@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 OPEN_TIMEOUT_S = 10.0
 CLOSE_TIMEOUT_S = 60.0
+# After the close's own answer, how long node's close frame is waited for (inspector.close()
+# runs on the loop's next turn; a loop busy for longer, or a close that failed, is not
+# waited for: nothing more is asked of the session then, so nothing more is written to it).
+CLOSE_FRAME_WAIT_S = 10.0
 # Closed from the event loop, never inside the session's own dispatch (node 20 may crash when a
 # session closes itself from inside a message); `require` exists at evaluation time only.
 CLOSE_EXPRESSION = (
@@ -280,8 +284,9 @@ def close_inspector(
     opened late) and wait until its port is gone; a MemdiagError (exit 1) when it stays open.
 
     Node 20 crashes (SIGSEGV in TcpHolder::WriteRaw) when a message for a session is written
-    after that session's socket has seen its end, so the connection is dropped only once the
-    inspector itself has closed it: every answer and event for the session is written by then.
+    after that session's socket has seen its end, so the connection is dropped once the
+    inspector itself has closed it (every answer and event for the session is written by
+    then), or CLOSE_FRAME_WAIT_S after the close's own answer, when nothing is pending.
     """
     import websocket
 
@@ -305,7 +310,7 @@ def close_inspector(
             {"expression": CLOSE_EXPRESSION, "includeCommandLineAPI": True},
             deadline=deadline,
         )
-        session.wait_for_close(deadline)
+        session.wait_for_close(min(deadline, time.monotonic() + CLOSE_FRAME_WAIT_S))
     except (MemdiagError, websocket.WebSocketException, OSError):
         pass
     finally:
