@@ -171,3 +171,25 @@ def two_caches(records: int = 3000) -> int:
             Lookups.recent.popitem(last=False)
         Lookups.everything[key] = row
     return records
+
+
+class Pair:
+    """One of two objects that refer to each other: freed by the collector alone."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.other: Pair | None = None
+
+
+RECENT_PAIRS: list[Pair] = []
+
+
+def evicts_cycles(pairs: int = 500) -> int:
+    """A bounded cache of cyclic pairs: each call adds `pairs` and drops the oldest past
+    1,000, which become garbage only a full collection frees (they are old by then)."""
+    for i in range(pairs):
+        first, second = Pair(f"pair-{len(RECENT_PAIRS)}-{i}"), Pair("x" * 64)
+        first.other, second.other = second, first
+        RECENT_PAIRS.append(first)
+    del RECENT_PAIRS[: max(0, len(RECENT_PAIRS) - 1000)]
+    return pairs

@@ -64,6 +64,37 @@ def test_timings_say_where_the_time_went(tmp_path: Path) -> None:
     assert "where the time went" not in quiet.stdout
 
 
+def snapshot_files(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(path.read_text()) for path in sorted(out.glob("iter-*.json"))]
+
+
+def test_snapshots_leave_out_the_full_collection_only_where_it_would_free_nothing(
+    tmp_path: Path,
+) -> None:
+    # No cyclic garbage: between the first and the last snapshot only the young generations
+    # are collected, and what a full collection would keep is counted.
+    out = tmp_path / "grows"
+    proc, report = leaks(tmp_path, f"{TARGETS}:processed_keys", "--out", str(out))
+    assert proc.returncode == 1 and report["types"][0]["name"] == "str", proc.stdout
+    shots = snapshot_files(out)
+    assert [s["full_collection"] for s in shots] == [True, False, False, False, False, False, True]
+    assert all(s["unreachable_objects"] == 0 for s in shots[1:-1])
+    assert not (out / "cyclic-garbage").exists()
+    # Cyclic garbage that only a full collection frees (a bounded cache evicting pairs): the
+    # first copy to find it says so, and every snapshot after it collects fully; nothing
+    # leaks, the pairs the cache drops are not counted.
+    out = tmp_path / "evicts"
+    proc, report = leaks(tmp_path, f"{TARGETS}:evicts_cycles", "--out", str(out))
+    assert proc.returncode == 0 and not report["found"], proc.stdout
+    shots = snapshot_files(out)
+    found = next(i for i, s in enumerate(shots) if s.get("unreachable_objects"))
+    assert shots[found]["unreachable_objects"] >= 2 * 500  # one call's evicted pairs
+    assert all(s["full_collection"] for s in shots[found + 1 :])
+    assert (out / "cyclic-garbage").exists()
+    pairs = [sum(t["count"] for t in s["types"] if t["name"] == "leak_targets.Pair") for s in shots]
+    assert pairs[2:] == [2000] * 5, pairs  # the cache's 1,000 pairs, two objects each
+
+
 def test_one_growing_object_is_a_leak(tmp_path: Path) -> None:
     for target, line, kind, holder in [
         ("one_buffer", "BUFFER.extend", "bytearray", "BUFFER"),

@@ -13,6 +13,13 @@
  *     of the objects of at least `large_bytes` (none when it is 0); ids: the untracked
  *     objects' ids, sorted, as native unsigned 64-bit integers.
  *
+ * count_reachable(objects, large_bytes) -> (stats, large, ids, unreachable)
+ *     count() of the objects a full collection would keep, without collecting: those
+ *     referred to from outside `objects` (more references than the listed objects and the
+ *     list hold: the collector's own test), and all they lead to; untracked objects only
+ *     through those. unreachable: how many listed objects were left out (cyclic garbage
+ *     that no collection has freed yet).
+ *
  * Newness(new_tracked, old_untracked, traced)
  *     new_tracked, old_untracked: sorted ids as `count` writes them (old_untracked None:
  *     not counted); traced(obj): tracemalloc's traceback of obj or None. Called on an
@@ -509,25 +516,179 @@ static PyObject *merged_ids(const Addrs *first, const Addrs *second) {
     return out;
 }
 
-static PyObject *heapwalk_count(PyObject *Py_UNUSED(module), PyObject *args) {
-    PyObject *objects;
-    Py_ssize_t large_bytes;
-    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &objects, &large_bytes)) {
-        return NULL;
+/* ---- reachability, as a full collection decides it ---- */
+
+/* Addresses to indices: open addressing, 0 never stored. */
+typedef struct {
+    uintptr_t *keys;
+    uint32_t *values;
+    size_t mask;
+} AddrMap;
+
+static int addrmap_init(AddrMap *m, PyObject *objects) {
+    size_t n = (size_t)PyList_GET_SIZE(objects), cap = 16;
+    while (cap < n * 2) {
+        cap <<= 1;
     }
+    m->keys = calloc(cap, sizeof(uintptr_t));
+    m->values = malloc(cap * sizeof(uint32_t));
+    m->mask = cap - 1;
+    if (m->keys == NULL || m->values == NULL) {
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uintptr_t a = (uintptr_t)PyList_GET_ITEM(objects, i);
+        size_t at = addr_hash(a) & m->mask;
+        while (m->keys[at] != 0 && m->keys[at] != a) {
+            at = (at + 1) & m->mask;
+        }
+        m->keys[at] = a;
+        m->values[at] = (uint32_t)i;
+    }
+    return 0;
+}
+
+static inline int64_t addrmap_get(const AddrMap *m, uintptr_t a) {
+    size_t at = addr_hash(a) & m->mask;
+    while (m->keys[at] != 0) {
+        if (m->keys[at] == a) {
+            return (int64_t)m->values[at];
+        }
+        at = (at + 1) & m->mask;
+    }
+    return -1;
+}
+
+typedef struct {
+    const AddrMap *listed;
+    uint32_t *inside;  /* per listed object: the references to it from listed objects */
+    Addrs *edges;      /* the listed referents' indices, object after object; NULL: none */
+    Addrs *others;     /* the referents not listed (untracked ones among them) */
+    int failed;
+} ReachVisit;
+
+static int visit_reach(PyObject *ref, void *arg) {
+    ReachVisit *v = (ReachVisit *)arg;
+    int64_t at = addrmap_get(v->listed, (uintptr_t)ref);
+    if (at >= 0) {
+        if (v->inside != NULL) {
+            v->inside[at]++;
+        }
+        if (v->edges != NULL && addrs_push(v->edges, (uintptr_t)at) < 0) {
+            v->failed = 1;
+            return -1;
+        }
+    } else if (addrs_push(v->others, (uintptr_t)ref) < 0) {
+        v->failed = 1;
+        return -1;
+    }
+    return 0;
+}
+
+/* Marks in `reached` the objects of `objects` a full collection would keep: those referred
+ * to from outside the list (more references than the listed objects and the list itself
+ * hold), and what they refer to, through listed objects. The rest is cyclic garbage. The
+ * referents not listed are appended to `others`, of reached objects only. Returns the
+ * number of objects not reached, -1 on failure (memory). */
+static Py_ssize_t reach_listed(PyObject *objects, char *reached, Addrs *others) {
+    size_t n = (size_t)PyList_GET_SIZE(objects);
+    AddrMap listed = {NULL, NULL, 0};
+    Addrs edges = {NULL, 0, 0}, stack = {NULL, 0, 0};
+    uint32_t *inside = calloc(n ? n : 1, sizeof(uint32_t));
+    size_t *first = malloc((n + 1) * sizeof(size_t));
+    Py_ssize_t unreached = -1;
+    if (inside == NULL || first == NULL || addrmap_init(&listed, objects) < 0) {
+        goto done;
+    }
+    ReachVisit visit = {&listed, inside, &edges, others, 0};
+    for (size_t i = 0; i < n; i++) {
+        first[i] = edges.len;
+        traverse_referents(PyList_GET_ITEM(objects, i), visit_reach, &visit);
+        if (visit.failed) {
+            goto done;
+        }
+    }
+    first[n] = edges.len;
+    memset(reached, 0, n);
+    for (size_t i = 0; i < n; i++) {
+        /* One reference is the list's own. */
+        if (Py_REFCNT(PyList_GET_ITEM(objects, i)) - 1 > (Py_ssize_t)inside[i]) {
+            reached[i] = 1;
+            if (addrs_push(&stack, i) < 0) {
+                goto done;
+            }
+        }
+    }
+    size_t kept = stack.len;
+    while (stack.len > 0) {
+        size_t i = stack.items[--stack.len];
+        for (size_t e = first[i]; e < first[i + 1]; e++) {
+            size_t to = edges.items[e];
+            if (!reached[to]) {
+                reached[to] = 1;
+                kept++;
+                if (addrs_push(&stack, to) < 0) {
+                    goto done;
+                }
+            }
+        }
+    }
+    unreached = (Py_ssize_t)(n - kept);
+    if (unreached > 0) {
+        /* The untracked referents of the garbage are garbage too: listed again without. */
+        others->len = 0;
+        ReachVisit again = {&listed, NULL, NULL, others, 0};
+        for (size_t i = 0; i < n; i++) {
+            if (reached[i]) {
+                traverse_referents(PyList_GET_ITEM(objects, i), visit_reach, &again);
+                if (again.failed) {
+                    unreached = -1;
+                    goto done;
+                }
+            }
+        }
+    }
+done:
+    free(listed.keys);
+    free(listed.values);
+    free(edges.items);
+    free(stack.items);
+    free(inside);
+    free(first);
+    return unreached;
+}
+
+/* ---- count ---- */
+
+static PyObject *count_objects(PyObject *objects, Py_ssize_t large_bytes, int reach) {
     Counting c = {{NULL, 0, 0, NULL, NULL}, NULL, large_bytes, 0};
     Addrs level1 = {NULL, 0, 0}, level2 = {NULL, 0, 0};
     Visit visit1 = {&level1, 0}, visit2 = {&level2, 0};
     PyObject *stats = NULL, *ids = NULL, *result = NULL;
+    char *reached = NULL;
+    Py_ssize_t unreached = 0;
     c.large = PyList_New(0);
     if (types_init(&c.types) < 0 || c.large == NULL) {
         goto done;
     }
-    /* The collector's objects, and what they refer to that it does not track. */
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objects); i++) {
-        PyObject *obj = PyList_GET_ITEM(objects, i);
-        if (account(&c, obj) < 0 || referents_into(obj, &visit1) < 0) {
+    if (reach) {
+        /* The collector's objects a full collection would keep, and what they refer to. */
+        reached = malloc(PyList_GET_SIZE(objects) ? PyList_GET_SIZE(objects) : 1);
+        if (reached == NULL || (unreached = reach_listed(objects, reached, &level1)) < 0) {
             goto done;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objects); i++) {
+            if (reached[i] && account(&c, PyList_GET_ITEM(objects, i)) < 0) {
+                goto done;
+            }
+        }
+    } else {
+        /* The collector's objects, and what they refer to that it does not track. */
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objects); i++) {
+            PyObject *obj = PyList_GET_ITEM(objects, i);
+            if (account(&c, obj) < 0 || referents_into(obj, &visit1) < 0) {
+                goto done;
+            }
         }
     }
     if (addrs_sort_unique(&level1) < 0) {
@@ -568,12 +729,14 @@ static PyObject *heapwalk_count(PyObject *Py_UNUSED(module), PyObject *args) {
     stats = stats_dict(&c.types, 0);
     ids = stats != NULL ? merged_ids(&level1, &level2) : NULL;
     if (ids != NULL) {
-        result = PyTuple_Pack(3, stats, c.large, ids);
+        result = reach ? Py_BuildValue("(OOOn)", stats, c.large, ids, unreached)
+                       : PyTuple_Pack(3, stats, c.large, ids);
     }
 done:
     if (result == NULL && !PyErr_Occurred()) {
         PyErr_NoMemory();
     }
+    free(reached);
     free(level1.items);
     free(level2.items);
     types_clear(&c.types);
@@ -581,6 +744,28 @@ done:
     Py_XDECREF(stats);
     Py_XDECREF(ids);
     return result;
+}
+
+static PyObject *heapwalk_count(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *objects;
+    Py_ssize_t large_bytes;
+    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &objects, &large_bytes)) {
+        return NULL;
+    }
+    return count_objects(objects, large_bytes, 0);
+}
+
+static PyObject *heapwalk_count_reachable(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *objects;
+    Py_ssize_t large_bytes;
+    if (!PyArg_ParseTuple(args, "O!n", &PyList_Type, &objects, &large_bytes)) {
+        return NULL;
+    }
+    if ((uint64_t)PyList_GET_SIZE(objects) >= UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "count_reachable: too many objects");
+        return NULL;
+    }
+    return count_objects(objects, large_bytes, 1);
 }
 
 /* ---- referents_in ---- */
@@ -1278,6 +1463,9 @@ static PyTypeObject NewnessType = {
 static PyMethodDef heapwalk_methods[] = {
     {"count", heapwalk_count, METH_VARARGS,
      "count(objects, large_bytes) -> (stats, large, ids): see the module's docstring."},
+    {"count_reachable", heapwalk_count_reachable, METH_VARARGS,
+     "count_reachable(objects, large_bytes) -> (stats, large, ids, unreachable): count() of "
+     "what a full collection would keep: see the module's docstring."},
     {"referents_in", heapwalk_referents_in, METH_VARARGS,
      "referents_in(holder, wanted) -> list[int]: the ids, among `wanted` (sorted native uint64 "
      "bytes), of holder's referents, each as often as holder refers to it."},

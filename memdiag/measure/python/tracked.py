@@ -37,7 +37,14 @@ from typing import Any
 
 from memdiag.measure.python import bootstrap as child_bootstrap
 from memdiag.measure.python import untraced
-from memdiag.measure.python.snapshot import Background, capture, fork_copy, in_fork, reap
+from memdiag.measure.python.snapshot import (
+    Background,
+    capture,
+    compiled,
+    fork_copy,
+    in_fork,
+    reap,
+)
 from memdiag.versions import SCHEMA_VERSION
 
 Job = dict[str, Any]
@@ -136,7 +143,7 @@ def run_leaks(func: Any, job: Job) -> int:
     """
     records = 0
     out = Path(job["out"])
-    shots = Background()
+    shots = Background(young_only=compiled())
     stages: dict[str, float] = {}
     # Made before the first snapshot, so that none of memdiag's own objects count as growth.
     last, tracer = job["iterations"], untraced.Tracer()
@@ -146,7 +153,7 @@ def run_leaks(func: Any, job: Job) -> int:
     last_fields: dict[str, Any] = {**fields, "traced_share": None, "traced_whole": None}
     old_ids = str(out / OLD_IDS)
     begun = time.perf_counter()
-    shots.take(str(out / "iter-000.json"), "iteration 0", fields)
+    shots.take(str(out / "iter-000.json"), "iteration 0", fields, full=True)
     _spent(stages, "snapshot_pauses", begun)
     vary = job.get("vary")
     failed: BaseException | None = None
@@ -199,6 +206,7 @@ def run_leaks(func: Any, job: Job) -> int:
             f"iteration {i}",
             last_fields if i == last else fields,
             old_ids if i == last - 1 else None,
+            full=i == last,
         )
         _spent(stages, "snapshot_pauses", begun)
         if (out / STOP_FILE).exists():
