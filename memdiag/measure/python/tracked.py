@@ -314,11 +314,7 @@ def _write_evidence(
     finally:
         release_threads()
     if meanwhile is not None:
-        try:
-            meanwhile()  # it may add to `stages`
-        except BaseException:
-            pending.cancel()  # it would wait for a request that never comes
-            raise
+        meanwhile()  # it may add to `stages`
     stages = dict(stages or {})
     _write(out / DONE_FILE, {})
     evidence = pending.result()
