@@ -194,7 +194,6 @@ class InspectorSession:
         """Read until the inspector closes the connection (its close frame, not answered, or
         the connection's end) or `deadline` passes; what comes before is dropped."""
         import websocket
-        from websocket import ABNF
 
         while (remaining := deadline - time.monotonic()) > 0:
             self.ws.settimeout(remaining)
@@ -202,7 +201,7 @@ class InspectorSession:
                 frame = self.ws.recv_frame()  # type: ignore[no-untyped-call]
             except (websocket.WebSocketException, OSError):
                 return
-            if frame is None or frame.opcode == ABNF.OPCODE_CLOSE:
+            if frame is None or frame.opcode == websocket.ABNF.OPCODE_CLOSE:
                 return
 
 

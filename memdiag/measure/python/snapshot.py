@@ -354,9 +354,11 @@ def count_live(
 
 def compiled() -> bool:
     """Return whether the compiled loops (`_heapwalk`) were built for this interpreter."""
-    import importlib.util
-
-    return importlib.util.find_spec("memdiag.measure.python._heapwalk") is not None
+    try:
+        from memdiag.measure.python import _heapwalk  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _containers(data: Any) -> set[int]:

@@ -163,8 +163,8 @@ def run_leaks(func: Any, job: Job) -> int:
         if vary:
             params[vary] = params.get(vary, 0) + i  # fresh input per call, as a service gets
         if i == last:
-            # Collected by the snapshot just taken (a full collection costs 0.1 s per
-            # million objects a container holds: the set of a sync service is visited whole).
+            # Collected by the snapshot just taken (the young generations, or fully once a
+            # copy found cyclic garbage: what is left is old, so not counted as new).
             gc.freeze()  # never collected nor moved in the call: what is not frozen is new
             full_s = max(FULL_CALLS * statistics.median(took), MIN_FULL_S) if took else None
             tracer.start(job.get("frames", 1), full_s)
