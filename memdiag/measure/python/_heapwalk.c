@@ -933,8 +933,10 @@ static PyObject *heapwalk_freed(PyObject *Py_UNUSED(module), PyObject *args) {
 typedef struct {
     PyObject_HEAD
     AddrSet new_tracked;
-    AddrSet old_untracked;
-    Addrs old_sorted; /* the same, in order: `select` walks it beside its objects */
+    /* The old untracked objects' addresses, in order: searched, or walked beside objects
+     * in address order (`new_flags`). Not also hashed: at 2.2 million, filling a table of
+     * 8 million slots (64 MB, every page new to the copy) cost more than the searches. */
+    Addrs old_sorted;
     Addrs freed;      /* the blocks freed since they were listed, in order (log_frees) */
     int counted;      /* old_untracked was given */
     int logged;       /* freed was given */
@@ -995,8 +997,7 @@ static int newness_init(Newness *self, PyObject *args, PyObject *kwargs) {
         return -1;
     }
     self->counted = old_untracked != Py_None;
-    if (self->counted && (fill_from(&self->old_untracked, old_untracked) < 0 ||
-                          copy_sorted(&self->old_sorted, old_untracked) < 0)) {
+    if (self->counted && copy_sorted(&self->old_sorted, old_untracked) < 0) {
         return -1;
     }
     Py_INCREF(traced);
@@ -1006,7 +1007,6 @@ static int newness_init(Newness *self, PyObject *args, PyObject *kwargs) {
 
 static void newness_dealloc(Newness *self) {
     free(self->new_tracked.slots);
-    free(self->old_untracked.slots);
     free(self->old_sorted.items);
     free(self->freed.items);
     free(self->cached_refs.items);
@@ -1038,7 +1038,7 @@ static int is_new(Newness *self, PyObject *obj, int was_old, int was_freed) {
         return self->new_tracked.slots != NULL && addrset_has(&self->new_tracked, address);
     }
     if (self->counted && was_old < 0) {
-        was_old = addrset_has(&self->old_untracked, address);
+        was_old = addrs_has(&self->old_sorted, address);
     }
     if (self->counted && !was_old) {
         return 1;
