@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import re
+import time
 from collections import OrderedDict
 from typing import ClassVar
 
@@ -193,3 +194,10 @@ def evicts_cycles(pairs: int = 500) -> int:
         RECENT_PAIRS.append(first)
     del RECENT_PAIRS[: max(0, len(RECENT_PAIRS) - 1000)]
     return pairs
+
+
+def paced(seconds: float = 0.2) -> int:
+    """Calls that mostly wait, as a service waits on its sources: each snapshot's copy of
+    this small heap is done long before the next call ends."""
+    time.sleep(seconds)
+    return 1

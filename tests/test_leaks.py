@@ -95,6 +95,22 @@ def test_snapshots_leave_out_the_full_collection_only_where_it_would_free_nothin
     assert pairs[2:] == [2000] * 5, pairs  # the cache's 1,000 pairs, two objects each
 
 
+def test_the_copies_beside_the_calls_run_idle_the_one_waited_for_at_once_does_not(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "paced"
+    proc, report = leaks(tmp_path, f"{TARGETS}:paced", "--iterations", "5", "--out", str(out))
+    assert proc.returncode == 0 and not report["found"], proc.stdout
+    shots = snapshot_files(out)
+    assert len(shots) == 6
+    # Each copy beside a call of 0.2 s takes only spare CPU (SCHED_IDLE). One the job waited
+    # for is put back to a normal share: a busy machine can make some not idle at the end.
+    assert any(s["copy_idle"] for s in shots[:-1]), [s["copy_idle"] for s in shots]
+    # The last copy, waited for at once, is never put under SCHED_IDLE. (Set by the copy
+    # itself, it came after the job's wait had put it back, and it ran idle-only.)
+    assert shots[-1]["copy_idle"] is False, [s["copy_idle"] for s in shots]
+
+
 def test_one_growing_object_is_a_leak(tmp_path: Path) -> None:
     for target, line, kind, holder in [
         ("one_buffer", "BUFFER.extend", "bytearray", "BUFFER"),

@@ -227,10 +227,12 @@ class Background:
         extra: dict[str, Any],
         untracked_ids: str | None = None,
         full: bool = False,
+        idle: bool = True,
     ) -> None:
         """Start the snapshot `label`, written to `path` with `extra` fields added; with
         `untracked_ids`, the ids of the untracked objects counted are written there too;
-        with `full`, after a full collection whatever `young_only` says."""
+        with `full`, after a full collection whatever `young_only` says. With `idle` False
+        (the job waits for this one at once: its last), the copy keeps a normal share."""
         self.wait()
         garbage = os.path.join(os.path.dirname(path), GARBAGE_FOUND)
         if self.young_only and os.path.exists(garbage):
@@ -241,7 +243,6 @@ class Background:
         traced = tracemalloc.is_tracing()
 
         def count_and_write() -> None:
-            _idle()  # the job's next call runs meanwhile: the copy takes only spare CPU
             begun = time.perf_counter()
             data.update(_contents(traced, True, untracked_ids, large=True, reach=not full))
             if data.get("unreachable_objects"):
@@ -249,12 +250,19 @@ class Background:
                     pass
             data["heap_bytes"] = sum(t["size_bytes"] for t in data["types"])
             data["copy_s"] = round(time.perf_counter() - begun, 4)
+            data["copy_idle"] = _is_idle()  # as it ended: a copy waited for is not (root)
             tmp = f"{path}.tmp"
             with open(tmp, "w") as out:
                 json.dump(data, out)
             os.replace(tmp, path)
 
         self.pid = fork_copy(count_and_write)
+        if idle:
+            # The job's next call runs meanwhile: the copy takes only spare CPU. Set from
+            # here, not by the copy itself, so that `wait` always comes after it: set by the
+            # copy, it came after the `wait` that follows the last snapshot at once, and that
+            # copy, waited for, ran idle-only, behind any other work on the machine.
+            _idle(self.pid)
 
     def wait(self) -> None:
         """Wait for the snapshot in progress; raise when its copy failed."""
@@ -267,21 +275,29 @@ class Background:
         self.waited_s += time.perf_counter() - begun
 
 
-def _idle() -> None:
-    """Put this process under SCHED_IDLE: it runs only on a core nothing else wants."""
+def _idle(pid: int) -> None:
+    """Put `pid` under SCHED_IDLE: it runs only on a core nothing else wants."""
     try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
     except (OSError, AttributeError):
         pass
 
 
 def _normal(pid: int) -> None:
-    """Put `pid` back under the normal policy (allowed to root; else it stays idle-only,
-    which costs nothing while the job waits for it on an otherwise idle core)."""
+    """Put `pid` back under the normal policy (allowed to root; else it stays idle-only: it
+    runs on a core nothing else wants, which other work on the machine can make late)."""
     try:
         os.sched_setscheduler(pid, os.SCHED_OTHER, os.sched_param(0))
     except (OSError, AttributeError):
         pass
+
+
+def _is_idle() -> bool | None:
+    """Return whether this process runs under SCHED_IDLE (None where that is unknown)."""
+    try:
+        return os.sched_getscheduler(0) == os.SCHED_IDLE
+    except (OSError, AttributeError):
+        return None
 
 
 # Beside the snapshots of a `Background` whose copy found cyclic garbage.

@@ -207,6 +207,7 @@ def run_leaks(func: Any, job: Job) -> int:
             last_fields if i == last else fields,
             old_ids if i == last - 1 else None,
             full=i == last,
+            idle=i != last,  # waited for at once
         )
         _spent(stages, "snapshot_pauses", begun)
         if (out / STOP_FILE).exists():
