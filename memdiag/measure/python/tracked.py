@@ -260,14 +260,14 @@ PEAK_RSS_MS = 1000
 # Beside memray's capture of `run_snapshot`'s call, once the capture is written whole.
 CAPTURED = ".done"
 # The traced call is traced whole for this many untraced calls' time (at least MIN_FULL_S
-# seconds), then in slices. Every traced object costs three times: in the call, in the last
-# snapshot's copy (its trace read) and in the evidence's; on a sync service adding 200,000
-# strings a call (0.15 s untraced), 0.5 s whole cost 0.4 s more in all than 0.25 s, and the
-# per-site counts moved by less than 0.02%. The reference engines' calls, traced, end
-# within 0.25 s: traced whole, exactly (record-sync's, 0.2 s, found no type for one of its
-# sites when sliced after one untraced call's time, 0.03 s).
+# seconds), then in slices. Every traced object costs three times (in the call, in the last
+# snapshot's copy, which reads every trace, and in the evidence's): on a sync service adding
+# 200,000 strings a call, 0.25 s whole cost 0.4 s less in all than 0.5 s. But then, beside
+# one busy loop, the reference engines' test (`test_bad_variants_are_named_by_line_type_and_
+# holder`) failed 3 times in 5: a site of the migration engine's (12 frames) without a type.
+# At 0.5 s it passed 5 times in 5.
 FULL_CALLS = 1.0
-MIN_FULL_S = 0.25
+MIN_FULL_S = 0.5
 # Ids written for `memdiag.measure.python.owners.new_since`, in the snapshot directory.
 NEW_IDS = "new-tracked.ids"
 OLD_IDS = "old-untracked.ids"
