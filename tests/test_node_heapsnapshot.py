@@ -366,7 +366,11 @@ def test_a_holder_whose_collection_was_lost_between_snapshots_names_the_collecti
     from memdiag.analysis.nodeleaks import growing_objects, growth_owners, object_sizes
 
     (tmp_path / "job.js").write_text(HOLDERS)
-    subprocess.run([NODE, str(tmp_path / "job.js"), str(tmp_path)], check=True, timeout=60)
+    # No compiler job in flight at a snapshot: an optimisation of batch() running on a
+    # background thread holds both collections from "(Handle scope)" and "(Strong roots)",
+    # and their holders no longer dominate them (seen 1 run in 40 beside two busy loops).
+    job = [NODE, "--single-threaded", str(tmp_path / "job.js"), str(tmp_path)]
+    subprocess.run(job, check=True, timeout=60)
     graphs = [read_heapsnapshot(tmp_path / f"s{k}.heapsnapshot") for k in range(4)]
     trees = [dominator_tree(g) for g in graphs]
     sizes = [object_sizes(g, t) for g, t in zip(graphs, trees, strict=True)]
@@ -379,6 +383,7 @@ def test_a_holder_whose_collection_was_lost_between_snapshots_names_the_collecti
     # for a moment from a stack slot), its holder's seen: the collection is still named.
     kept = named[collection]
     holder = int(graph.node_id[int(tree.idom[at[kept]])])
+    assert path_expression(graph, tree, at[holder])[0] == collection.split(".")[0]
     lost = {i: t for i, t in growing.items() if i != kept}
     lost[holder] = growing[kept]
     owners = [o["expression"] for o in growth_owners(graph, tree, lost, sizes[0].ids)]
