@@ -201,3 +201,27 @@ def paced(seconds: float = 0.2) -> int:
     this small heap is done long before the next call ends."""
     time.sleep(seconds)
     return 1
+
+
+ENDINGS: list[str] = []
+
+
+def ends_its_way(path: str) -> int:
+    """A job that leaves work for the interpreter's exit: an atexit handler, a thread that
+    is not a daemon and finishes after the last call, output not yet flushed."""
+    import atexit
+    import sys
+    import threading
+
+    def write(what: str) -> None:
+        with open(path, "a") as handle:
+            handle.write(what + "\n")
+
+    if not ENDINGS:
+        atexit.register(write, "atexit")
+        ENDINGS.append("registered")
+    else:
+        threading.Thread(target=lambda: (time.sleep(0.3), write("thread"))).start()
+    sys.stdout.write("unflushed ")
+    ENDINGS.extend("kept" for _ in range(300))
+    return 1

@@ -375,3 +375,23 @@ def test_reference_chain_drawn_when_graphviz_is_installed(tmp_path: Path) -> Non
         assert pngs == []
     else:
         assert pngs and all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+
+
+@pytest.mark.parametrize("command", ["leaks", "snapshot"])
+def test_the_child_ends_as_the_job_expects_without_freeing_its_heap(
+    tmp_path: Path, command: str
+) -> None:
+    """The child skips freeing the heap at its exit (nothing measures it), but not what the
+    interpreter's exit does first: threads waited for, atexit handlers, streams flushed."""
+    ended = tmp_path / "ended.txt"
+    target = [f"{TARGETS}:ends_its_way", "--param", f"path={ended}"]
+    if command == "leaks":
+        proc, _ = leaks_json("--iterations", "5", *target, cwd=tmp_path)
+    else:
+        proc = memdiag("snapshot", *target, "--out", str(tmp_path / "s.json"), cwd=tmp_path)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = ended.read_text().splitlines()
+    # One thread per call after the first, each written before the handler: it waited.
+    assert lines == ["thread"] * (lines.count("thread")) + ["atexit"], lines
+    assert lines.count("thread") == (4 if command == "leaks" else 0), lines
+    assert "unflushed" in proc.stdout + proc.stderr

@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_TARGET = 0, 1, 3
 _CO_VARKEYWORDS = 0x08
@@ -157,8 +157,13 @@ def call(spec: dict[str, Any], runner: Runner = call_once) -> tuple[dict[str, An
     return result, EXIT_OK if status == "ok" else EXIT_FAILED
 
 
-def main(runner: Runner = call_once) -> None:
-    """Read the spec named on the command line, run, write the result file, exit."""
+def main(runner: Runner = call_once, teardown: bool = True) -> None:
+    """Read the spec named on the command line, run, write the result file, exit.
+
+    Without `teardown` the process ends as multiprocessing's workers do: the job's threads
+    are waited for and its atexit handlers run, the standard streams are flushed, and the
+    objects still live are not freed one by one (0.35 s for a heap of 2.4 million objects,
+    which nothing measures when the run is `snapshot` or `leaks`)."""
     with open(sys.argv[1]) as handle:
         spec = json.load(handle)
     result, code = call(spec, runner)
@@ -166,7 +171,30 @@ def main(runner: Runner = call_once) -> None:
     with open(tmp, "w") as handle:
         json.dump(result, handle)
     os.replace(tmp, spec["result"])
-    sys.exit(code)
+    if teardown:
+        sys.exit(code)
+    end_without_teardown(code)
+
+
+def end_without_teardown(code: int) -> NoReturn:
+    """Exit with `code` after what the interpreter's own exit does first (waiting for the
+    threads that are not daemons, the atexit handlers, flushing the standard streams), but
+    without freeing what is still live."""
+    import atexit
+    import threading
+
+    main_thread = threading.main_thread()
+    for thread in threading.enumerate():
+        if thread is not main_thread and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass  # closed or gone: as at an ordinary exit, nothing more to write
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -613,4 +613,4 @@ def run_tracked(func: Any, spec: dict[str, Any]) -> int:
 
 
 if __name__ == "__main__":
-    child_bootstrap.main(run_tracked)
+    child_bootstrap.main(run_tracked, teardown=False)
