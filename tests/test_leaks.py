@@ -53,9 +53,11 @@ def test_timings_say_where_the_time_went(tmp_path: Path) -> None:
     stages |= {"evidence", "evidence_chains", "evidence_owners", "child", "analysis", "report"}
     assert stages <= set(timings), timings
     assert all(v >= 0 for v in timings.values())
-    # The child's stages run one after another inside it: together no longer than it ran.
+    # The child's stages run one after another inside it: together no longer than it ran;
+    # but the evidence's copy finds the new objects while the last snapshot's copy finishes.
     serial = ("calls", "traced_call", "snapshot_pauses", "new_ids", "request_wait", "evidence")
-    assert 0 < sum(timings.get(k, 0.0) for k in serial) <= timings["child"] * 1.05
+    serial_s = sum(timings.get(k, 0.0) for k in serial) - timings["evidence_newness"]
+    assert 0 < serial_s <= timings["child"] * 1.05
     assert timings["snapshot_waits"] <= timings["snapshot_pauses"]
     parts = ("evidence_newness", "evidence_samples", "evidence_chains", "evidence_owners")
     assert sum(timings[k] for k in parts) <= timings["evidence"] * 1.05

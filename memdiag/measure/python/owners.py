@@ -221,35 +221,33 @@ def holds(holder: Any, obj: Any) -> bool:
 def read_snapshots(out: Path) -> dict[int, dict[str, Any]]:
     """Return the snapshots `iter-NNN.json` in `out` by number, unreadable ones left out.
 
-    Read once: the timings, the tables' growth and the growing objects all ask, and at
-    millions of objects each file is large. A file written again since is read again.
+    Each file is read once: the timings, the tables' growth and the growing objects all ask,
+    and at millions of objects each file is large. A file written again since (another size
+    or time) is read again; one unchanged is not, even when others have come since.
     """
     import json
 
-    stamp = []
+    snaps: dict[int, dict[str, Any]] = {}
     for path in sorted(out.glob("iter-*.json")):
         try:
             info = path.stat()
         except OSError:
             continue
-        stamp.append((path.name, info.st_size, info.st_mtime_ns))
-    key = (str(out), tuple(stamp))
-    if _READ[0] == key:
-        cached: dict[int, dict[str, Any]] = _READ[1]
-        return cached
-    snaps: dict[int, dict[str, Any]] = {}
-    for name, _, _ in stamp:
-        try:
-            data = json.loads((out / name).read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict):
-            snaps[int(name[len("iter-") : -len(".json")])] = data
-    _READ[:] = [key, snaps]
+        stamp = (info.st_size, info.st_mtime_ns)
+        cached = _READ.get(str(path))
+        if cached is None or cached[0] != stamp:
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if not isinstance(data, dict):
+                continue
+            cached = _READ[str(path)] = (stamp, data)
+        snaps[int(path.name[len("iter-") : -len(".json")])] = cached[1]
     return snaps
 
 
-_READ: list[Any] = [None, {}]  # the last directory read: (its files, their snapshots)
+_READ: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}  # path: (size and time, data)
 
 
 def table_growth(out: Path, first: int) -> dict[int, float]:

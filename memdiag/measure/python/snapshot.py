@@ -400,6 +400,27 @@ def in_fork(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     times slower: the copy may stop tracing once it has read what it needs, and whatever
     it allocates never reaches the job's process and heap.
     """
+    return start_in_fork(compute).result()
+
+
+class Forked:
+    """A forked copy computing a JSON result (`start_in_fork`); `result()` waits for it."""
+
+    def __init__(self, pid: int, read_fd: int) -> None:
+        self.pid, self.read_fd = pid, read_fd
+
+    def result(self) -> dict[str, Any]:
+        """Return the copy's result; raise when the copy failed."""
+        with os.fdopen(self.read_fd, "rb") as source:
+            payload = source.read()
+        reap(self.pid, failed=not payload)
+        result: dict[str, Any] = json.loads(payload)
+        return result
+
+
+def start_in_fork(compute: Callable[[], dict[str, Any]]) -> Forked:
+    """Start `compute()` in a forked copy of this process (as `in_fork`) while this one goes
+    on; its result comes back as JSON through a pipe, read by `Forked.result`."""
     read_fd, write_fd = os.pipe()
 
     def compute_and_send() -> None:
@@ -410,11 +431,7 @@ def in_fork(compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
     pid = fork_copy(compute_and_send)
     os.close(write_fd)
-    with os.fdopen(read_fd, "rb") as source:
-        payload = source.read()
-    reap(pid, failed=not payload)
-    result: dict[str, Any] = json.loads(payload)
-    return result
+    return Forked(pid, read_fd)
 
 
 def fork_copy(work: Callable[[], None]) -> int:

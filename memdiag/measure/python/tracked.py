@@ -32,6 +32,7 @@ import threading
 import time
 import traceback
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,8 @@ from memdiag.measure.python.snapshot import (
     capture,
     compiled,
     fork_copy,
-    in_fork,
     reap,
+    start_in_fork,
 )
 from memdiag.versions import SCHEMA_VERSION
 
@@ -212,14 +213,16 @@ def run_leaks(func: Any, job: Job) -> int:
         _spent(stages, "snapshot_pauses", begun)
         if (out / STOP_FILE).exists():
             break  # Ctrl-C in memdiag: report on the snapshots taken so far
-    begun = time.perf_counter()
-    shots.wait()
-    _spent(stages, "snapshot_pauses", begun)
-    stages["snapshot_waits"] = shots.waited_s  # of the pauses: for the copy before
-    stages["snapshot_copies"] = _copies_s(out)
     if failed is not None:
         traceback.clear_frames(failed.__traceback__)
-    _write_evidence(job, stages)
+
+    def last_copy() -> None:
+        begun = time.perf_counter()
+        shots.wait()
+        _spent(stages, "snapshot_pauses", begun)
+        stages["snapshot_waits"] = shots.waited_s  # of the pauses: for the copy before
+
+    _write_evidence(job, stages, last_copy)
     if failed is not None:
         raise failed
     return records
@@ -298,63 +301,85 @@ def run_every(func: Any, job: Job) -> int:
     return records
 
 
-def _write_evidence(job: Job, stages: dict[str, float] | None = None) -> None:
+def _write_evidence(
+    job: Job, stages: dict[str, float] | None = None, meanwhile: Callable[[], None] | None = None
+) -> None:
     """Write evidence.json: the requested evidence, and `stages` with the seconds waited for
-    the request and spent on the evidence (`timings`)."""
+    the request and spent on the evidence (`timings`).
+
+    The evidence's copy is forked first, and learns which objects are new and reads the
+    snapshots written so far while `meanwhile` runs here (the last snapshot's copy
+    finishing); only then are the snapshots said to be written, and memdiag's request is
+    awaited by the copy.
+    """
     from memdiag.measure.python.chainroots import capture_threads, release_threads
 
-    stages = dict(stages or {})
-    begun = time.perf_counter()
-    request = _await_request(Path(job["out"]), job.get("request_wait_s", REQUEST_WAIT_S))
-    _spent(stages, "request_wait", begun)
-    begun = time.perf_counter()
+    out = Path(job["out"])
     capture_threads()  # the fork keeps only this thread: other threads' locals are read now
     try:
-        evidence = in_fork(lambda: _evidence(job, request))
+        pending = start_in_fork(lambda: _evidence(job, _request_reader(job)))
     finally:
         release_threads()
-    _spent(stages, "evidence", begun)
-    stages.update(evidence.pop("timings", {}))
-    _write(Path(job["out"]) / "evidence.json", {**_KIND, **evidence, "timings": stages})
-
-
-def _await_request(out: Path, wait_s: float) -> dict[str, Any]:
-    """Say the snapshots are written; return memdiag's request (empty after `wait_s`)."""
+    if meanwhile is not None:
+        meanwhile()  # it may add to `stages`
+    stages = dict(stages or {})
     _write(out / DONE_FILE, {})
-    path, deadline = out / REQUEST_FILE, time.monotonic() + wait_s
-    while not path.exists():
-        if time.monotonic() > deadline:
-            return {"chains": 0, "sites": [], "types": [], "grown_types": []}
-        time.sleep(0.02)
-    request: dict[str, Any] = json.loads(path.read_text())
-    return request
+    evidence = pending.result()
+    stages.update(evidence.pop("timings", {}))
+    _write(out / "evidence.json", {**_KIND, **evidence, "timings": stages})
 
 
-def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
+def _request_reader(job: Job) -> Callable[[], dict[str, Any]]:
+    """Return what waits for memdiag's request (empty after the job's `request_wait_s`)."""
+    out, wait_s = Path(job["out"]), job.get("request_wait_s", REQUEST_WAIT_S)
+
+    def read() -> dict[str, Any]:
+        path, deadline = out / REQUEST_FILE, time.monotonic() + wait_s
+        while not path.exists():
+            if time.monotonic() > deadline:
+                return {"chains": 0, "sites": [], "types": [], "grown_types": []}
+            time.sleep(0.02)
+        request: dict[str, Any] = json.loads(path.read_text())
+        return request
+
+    return read
+
+
+def _evidence(job: Job, requested: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """Return the requested sites' types and the leading leaks' reference chains.
 
-    Runs in a fork (`in_fork`) that allocates untraced, at full speed, while the traced
-    call's tracebacks stay readable (`untraced.Tracer.restore`). `request` is memdiag's
-    decision (see `memdiag.analysis.leaks.attribution_request`).
+    Runs in a fork (`start_in_fork`) that allocates untraced, at full speed, while the traced
+    call's tracebacks stay readable (`untraced.Tracer.restore`). Which objects the traced
+    call made is worked out first, and the snapshots written so far are read; then
+    `requested()` waits for memdiag's decision (`memdiag.analysis.leaks.attribution_request`).
     """
     from memdiag.measure.python import refchain
-    from memdiag.measure.python.owners import new_since
+    from memdiag.measure.python.owners import new_since, read_snapshots
 
-    chains = request["chains"]
-    sites = [_site(key) for key in request["sites"]]
-    names = [t["name"] for t in request["types"]]
-    if not sites and not names:
-        return {"sites": {}, "types": {}}
     out = Path(job["out"])
     traced = tracemalloc.is_tracing() and (out / NEW_IDS).exists()
     if traced and _TRACER:
         _TRACER[0].restore()  # this copy's own allocations are not the call's
-    expected: dict[Any, float] = {_site(k): n for k, n in request.get("site_objects", {}).items()}
-    expected.update(request.get("type_objects", {}))
     timings: dict[str, float] = {}
     begun = time.perf_counter()
     is_new = new_since(out / NEW_IDS, out / OLD_IDS) if traced else None
+    read_snapshots(out)  # those written so far: only the last is read after the request
     _spent(timings, "evidence_newness", begun)
+    begun = time.perf_counter()
+    request = requested()
+    _spent(timings, "request_wait", begun)
+    work_begun = time.perf_counter()
+    copies_s = _copies_s(out)
+    if copies_s:  # the snapshots of `leaks`, counted beside the calls
+        timings["snapshot_copies"] = copies_s
+    chains = request["chains"]
+    sites = [_site(key) for key in request["sites"]]
+    names = [t["name"] for t in request["types"]]
+    if not sites and not names:
+        timings["evidence"] = timings["evidence_newness"] + time.perf_counter() - work_begun
+        return {"sites": {}, "types": {}, "timings": timings}
+    expected: dict[Any, float] = {_site(k): n for k, n in request.get("site_objects", {}).items()}
+    expected.update(request.get("type_objects", {}))
     begun = time.perf_counter()
     found = refchain.Evidence(
         set(sites),
@@ -427,6 +452,7 @@ def _evidence(job: Job, request: dict[str, Any]) -> dict[str, Any]:
             "site": f"{origin[0]}:{origin[1]}" if origin else None,
             "chain": _chain(search, f"type-{index + 1}"),
         }
+    timings["evidence"] = timings["evidence_newness"] + time.perf_counter() - work_begun
     return evidence
 
 
