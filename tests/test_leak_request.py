@@ -74,3 +74,43 @@ def test_a_rule_that_fails_still_answers_the_child_at_once(
     request = json.loads((tmp_path / tracked.REQUEST_FILE).read_text())
     assert request["sites"] == [] and request["types"] == []
     assert "the leak rule failed on the snapshots: KeyError('fields')" in capsys.readouterr().err
+
+
+CANCELLED = """
+import os, sys
+from memdiag.measure.python import tracked
+
+def last_copy_failed():
+    raise RuntimeError("a snapshot's forked copy failed")
+
+job = {"out": sys.argv[1], "request_wait_s": 300}
+try:
+    tracked._write_evidence(job, {}, last_copy_failed)
+except RuntimeError as exc:
+    print("raised:", exc)
+try:
+    os.waitpid(-1, os.WNOHANG)
+    print("a copy is left")
+except ChildProcessError:
+    print("no copy left")
+"""
+
+
+def test_a_failed_last_snapshot_leaves_no_evidence_copy_waiting(tmp_path: Path) -> None:
+    # The evidence's copy is forked before the last snapshot's copy is waited for: when
+    # that one failed, the evidence's would wait 300 s for a request that never comes.
+    import subprocess
+    import sys
+
+    began = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", CANCELLED, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["raised: a snapshot's forked copy failed", "no copy left"]
+    assert time.monotonic() - began < 30
+    assert not (tmp_path / "snapshots-done").exists()  # never said to be written

@@ -417,6 +417,14 @@ class Forked:
         result: dict[str, Any] = json.loads(payload)
         return result
 
+    def cancel(self) -> None:
+        """Stop the copy and wait for it (its result is not wanted)."""
+        import signal
+
+        os.close(self.read_fd)
+        os.kill(self.pid, signal.SIGKILL)
+        os.waitpid(self.pid, 0)
+
 
 def start_in_fork(compute: Callable[[], dict[str, Any]]) -> Forked:
     """Start `compute()` in a forked copy of this process (as `in_fork`) while this one goes

@@ -321,7 +321,11 @@ def _write_evidence(
     finally:
         release_threads()
     if meanwhile is not None:
-        meanwhile()  # it may add to `stages`
+        try:
+            meanwhile()  # it may add to `stages`
+        except BaseException:
+            pending.cancel()  # it would wait for a request that never comes
+            raise
     stages = dict(stages or {})
     _write(out / DONE_FILE, {})
     evidence = pending.result()
