@@ -41,7 +41,7 @@ TIMING_STAGES = [
     ("snapshot_waits", "  of which waiting for a copy"),
     ("snapshot_copies", "snapshot copies (beside the calls)"),
     ("new_ids", "new objects' ids"),
-    ("request_wait", "waiting for memdiag's request"),
+    ("request_wait", "waiting for the last copy and memdiag's request"),
     ("request", "  of which memdiag reading snapshots"),
     ("evidence", "evidence (forked copy)"),
     ("evidence_newness", "  newness"),
