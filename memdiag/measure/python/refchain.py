@@ -37,14 +37,8 @@ from memdiag.measure.python.snapshot import type_name
 __all__ = ["SAMPLES", "Evidence", "Search", "describe", "find_chains", "search_backward"]
 
 SAMPLES = 20
-# Traced objects scanned without a new sample after which a site short of samples has no
-# more (its blocks are not objects: a buffer). Only a traced object can be a site's sample:
-# of a call traced in slices, most new objects are not, and a site's objects held by an old
-# container (keys added to a set made before the call) are met only when the scan reaches
-# it, among the old objects, none traced. Those are bounded by STALE_ANY objects of the
-# types sought, traced or not.
+# Objects scanned without a new sample after which a site short of samples has no more.
 STALE = 16_384
-STALE_ANY = 16 * STALE
 # Samples each group starts the backward search from, and the most it keeps per level:
 # get_referrers compares every pointer in the heap with each frontier object.
 START = 4
@@ -85,8 +79,6 @@ class Evidence:
         self.type_sites: dict[str, dict[Site | None, list[Any]]] = {t: {} for t in type_names}
         self.scanned = 0
         self.last_added = 0
-        self.traced = 0  # of the scanned, those with a traceback
-        self.traced_at_last = 0
         names: dict[type, str] = {}
         deadline = time.perf_counter() + budget_s
         objects = _newest_first(grown, names, is_new)
@@ -99,7 +91,6 @@ class Evidence:
             raw = raw_traceback(obj)
             name = names[type(obj)]
             if raw:
-                self.traced += 1
                 site: Site | None = raw[0]  # the raw form is most recent first: the line
             elif is_new is not None and name in self.type_sites and is_new(obj):
                 site = None
@@ -110,12 +101,12 @@ class Evidence:
                 sizes[name] = sizes.get(name, 0) + sys.getsizeof(obj)
                 if len(self.site_samples[site]) < SAMPLES:
                     self.site_samples[site].append(obj)
-                    self.last_added, self.traced_at_last = self.scanned, self.traced
+                    self.last_added = self.scanned
             if name in self.type_sites:
                 held = self.type_sites[name].setdefault(site, [])
                 if len(held) < SAMPLES:
                     held.append(obj)
-                    self.last_added, self.traced_at_last = self.scanned, self.traced
+                    self.last_added = self.scanned
         objects.close()  # its list of every tracked object would be a holder of everything
 
     def _full(self) -> bool:
@@ -131,14 +122,9 @@ class Evidence:
         )
 
     def _stale(self) -> bool:
-        """Every type has its samples and the last STALE traced objects scanned (or
-        STALE_ANY objects in all) gave none more: a site still short of samples has no more
-        objects (a buffer, not an object)."""
-        quiet = (
-            self.traced - self.traced_at_last >= STALE
-            or self.scanned - self.last_added >= STALE_ANY
-        )
-        return quiet and self._types_full()
+        """Every type has its samples and the last STALE objects scanned gave none more: a
+        site still short of samples has no more objects (a buffer, not an object)."""
+        return self.scanned - self.last_added >= STALE and self._types_full()
 
     def dominant_type(self, site: Site) -> str | None:
         """Return the type holding the most bytes among the objects allocated at `site`."""
