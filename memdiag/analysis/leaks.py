@@ -401,20 +401,21 @@ def attribution_request(
         }
         for leak in report.types[:chains]
     ]
+    window = _window(snaps, settings)
+    heap = heap_trend(window)
     candidates = report.sites
     if report.traced_share is not None:
         # Traced in slices, a site's size here is scaled by the share of the call's time
         # traced, which can overstate the share of its objects twice over (0.86 against 0.40
         # on record-sync): a site below the threshold now can pass it once the child has
         # measured the share. Its objects are sampled too; the report decides.
-        window = _window(snaps, settings)
         lower = replace(settings, min_growth_bytes=settings.min_growth_bytes // SLICED_MARGIN)
-        candidates = traced_sites(window[-1], lower, heap_trend(window), report.traced_share)
+        candidates = traced_sites(window[-1], lower, heap, report.traced_share)
     # A site that adds no object (a buffer grown in place) has no object to sample.
     leading = [leak for leak in candidates[: chains * 2] if leak.objects_per_iteration > 0]
     sites = [leak.site for leak in leading]
     grown = sorted(grown_types(snaps[settings.warmup :])) if sites or types else []
-    growth = heap_trend(_window(snaps, settings)).per_step
+    growth = heap.per_step
     return {
         "chains": chains,
         "sites": sites,
